@@ -1,0 +1,1 @@
+"""pgvs: PostgreSQL + pgvector as a fast, safe, complete vector store."""
