@@ -15,7 +15,9 @@ from pgvs.server import EmbeddedServer
 async def test_server_listens_on_loopback_with_vector_extension(pg_dsn: str) -> None:
     conn = await asyncpg.connect(pg_dsn)
     try:
-        version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        version = await conn.fetchval(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        )
         assert version is not None
         assert await conn.fetchval("SELECT '[1,2,3]'::vector <-> '[1,2,4]'::vector") == 1.0
     finally:
@@ -54,7 +56,10 @@ def test_command_line_round_trip(tmp_path: Path) -> None:
     def run(action: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "pgvs.server", action, "--data-dir", data_dir],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
 
     started = run("start")

@@ -132,7 +132,7 @@ class IngestError(DatabaseError):
 
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:)[^@/?#\s]*(?=@)")
-_PASSWORD_IN_KV = re.compile(r"(?P<head>\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_PASSWORD_IN_KV = re.compile(r"(?P<head>(?<![?&])\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)[^&#\s]*", re.IGNORECASE)
 
 
@@ -176,10 +176,12 @@ def translate_error(exc: BaseException, *, operation: str = "") -> BaseException
     sqlstate: str | None = getattr(exc, "sqlstate", None)
     result: DatabaseError
 
-    if isinstance(exc, asyncpg.exceptions.UndefinedObjectError) and "vector" in str(exc):
-        result = ExtensionMissingError(f"{prefix}{_server_error_message(exc)}", hint=_EXTENSION_HINT)
-    elif isinstance(exc, asyncpg.exceptions.FeatureNotSupportedError) and "extension" in str(exc):
-        result = ExtensionMissingError(f"{prefix}{_server_error_message(exc)}", hint=_EXTENSION_HINT)
+    if (isinstance(exc, asyncpg.exceptions.UndefinedObjectError) and "vector" in str(exc)) or (
+        isinstance(exc, asyncpg.exceptions.FeatureNotSupportedError) and "extension" in str(exc)
+    ):
+        result = ExtensionMissingError(
+            f"{prefix}{_server_error_message(exc)}", hint=_EXTENSION_HINT
+        )
     elif isinstance(exc, asyncpg.exceptions.InsufficientPrivilegeError):
         result = PermissionDeniedError(
             f"{prefix}{_server_error_message(exc)}",
@@ -215,7 +217,9 @@ def translate_error(exc: BaseException, *, operation: str = "") -> BaseException
             f"{prefix}timed out" + (f": {exc}" if str(exc) else ""),
             hint="Raise command_timeout, or check the server's load and locks.",
         )
-    elif isinstance(exc, asyncpg.exceptions.UndefinedTableError | asyncpg.exceptions.UndefinedColumnError):
+    elif isinstance(
+        exc, asyncpg.exceptions.UndefinedTableError | asyncpg.exceptions.UndefinedColumnError
+    ):
         result = SchemaMismatchError(
             f"{prefix}{_server_error_message(exc)}",
             hint="Call initialize() with auto_create_table=True, or map `columns` to the real names.",
@@ -231,4 +235,3 @@ def translate_error(exc: BaseException, *, operation: str = "") -> BaseException
 def _looks_like_connection(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(word in text for word in ("connection", "closed", "terminat", "protocol"))
-

@@ -147,7 +147,9 @@ class EmbeddedServer:
         pid, port = int(lines[0]), int(lines[3])
         ready = len(lines) < 8 or lines[7].strip() == "ready"
         running = _pid_alive(pid) and ready
-        return ServerStatus(running, pid if running else None, port if running else None, self.data_dir)
+        return ServerStatus(
+            running, pid if running else None, port if running else None, self.data_dir
+        )
 
     @property
     def port(self) -> int:
@@ -204,8 +206,15 @@ class EmbeddedServer:
             entry = pwd.getpwnam(self._run_as)
         except KeyError:
             subprocess.run(
-                ["useradd", "--system", "--user-group", "--no-create-home",
-                 "--shell", "/usr/sbin/nologin", self._run_as],
+                [
+                    "useradd",
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    self._run_as,
+                ],
                 check=True,
                 capture_output=True,
             )
@@ -228,10 +237,17 @@ class EmbeddedServer:
         self._run(
             "initdb",
             [
-                "-D", str(self.data_dir), "-U", _SUPERUSER, "--auth=trust", "--encoding=UTF8",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                _SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
                 # Code-point collation with Unicode character classes: string order is the same
                 # on every machine (and matches Python's), ILIKE still folds non-ASCII case.
-                "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--no-sync",
+                "--locale-provider=builtin",
+                "--builtin-locale=C.UTF-8",
+                "--no-sync",
             ],
         )
 
@@ -261,8 +277,18 @@ class EmbeddedServer:
             try:
                 self._run(
                     "pg_ctl",
-                    ["-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
-                     "-w", "-t", str(int(timeout)), "-o", options, "start"],
+                    [
+                        "-D",
+                        str(self.data_dir),
+                        "-l",
+                        str(self.data_dir / "server.log"),
+                        "-w",
+                        "-t",
+                        str(int(timeout)),
+                        "-o",
+                        options,
+                        "start",
+                    ],
                     timeout=timeout + 10,
                 )
             except RuntimeError as exc:
@@ -270,7 +296,9 @@ class EmbeddedServer:
                 if "Address already in use" in self._log_tail():
                     continue
                 raise RuntimeError(f"{exc}\nserver log:\n{self._log_tail()}") from None
-            logger.info("started PostgreSQL on 127.0.0.1:%d (data directory %s)", port, self.data_dir)
+            logger.info(
+                "started PostgreSQL on 127.0.0.1:%d (data directory %s)", port, self.data_dir
+            )
             return
         raise RuntimeError(f"could not find a free port to start PostgreSQL: {last_error}")
 
@@ -283,8 +311,22 @@ class EmbeddedServer:
     def _ensure_extension(self) -> None:
         self._run(
             "psql",
-            ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
-             "-U", _SUPERUSER, "-d", "postgres", "-c", "CREATE EXTENSION IF NOT EXISTS vector"],
+            [
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                _SUPERUSER,
+                "-d",
+                "postgres",
+                "-c",
+                "CREATE EXTENSION IF NOT EXISTS vector",
+            ],
         )
 
     def stop(self, *, timeout: float = 30) -> None:
@@ -362,9 +404,13 @@ def ensure_default_server() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pgvs.server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pgvs.server", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("action", choices=["start", "status", "stop"])
-    parser.add_argument("--data-dir", type=Path, default=None, help="default: the per-user directory")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="default: the per-user directory"
+    )
     args = parser.parse_args(argv)
     server = EmbeddedServer(args.data_dir or default_data_dir())
     if args.action == "start":

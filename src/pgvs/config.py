@@ -1,0 +1,293 @@
+"""Store configuration: one immutable, validated object, built from keywords or a plain dict.
+
+Nothing here does I/O. Every key is checked when the config is built, so a typo or an impossible
+combination fails before a connection is opened, with an error that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Literal, cast
+
+from ._sql import quote_ident
+from .errors import ConfigurationError, redact_dsn
+
+__all__ = [
+    "COLUMN_NAMES",
+    "METRICS",
+    "OPTIONAL_COLUMNS",
+    "VECTOR_TYPES",
+    "Metric",
+    "StoreConfig",
+    "VectorType",
+]
+
+Metric = Literal["cosine", "euclidean", "inner_product", "l1", "hamming", "jaccard"]
+VectorType = Literal["vector", "halfvec", "bit", "sparsevec"]
+IdType = Literal["uuid", "text", "bigint"]
+IndexType = Literal["none", "hnsw", "ivfflat"]
+
+METRICS: tuple[Metric, ...] = ("cosine", "euclidean", "inner_product", "l1", "hamming", "jaccard")
+_METRIC_ALIASES: dict[str, Metric] = {
+    "l2": "euclidean",
+    "ip": "inner_product",
+    "dot": "inner_product",
+    "manhattan": "l1",
+    "taxicab": "l1",
+}
+VECTOR_TYPES: tuple[VectorType, ...] = ("vector", "halfvec", "bit", "sparsevec")
+# Which distance each column type supports in pgvector.
+_METRICS_BY_TYPE: dict[VectorType, tuple[Metric, ...]] = {
+    "vector": ("cosine", "euclidean", "inner_product", "l1"),
+    "halfvec": ("cosine", "euclidean", "inner_product", "l1"),
+    "sparsevec": ("cosine", "euclidean", "inner_product", "l1"),
+    "bit": ("hamming", "jaccard"),
+}
+# pgvector's column limits (VECTOR_MAX_DIM, HALFVEC_MAX_DIM, SPARSEVEC_MAX_DIM; bit is varbit's).
+_MAX_DIMENSIONS: dict[VectorType, int] = {
+    "vector": 16000,
+    "halfvec": 16000,
+    "sparsevec": 1_000_000_000,
+    "bit": 83_886_080,
+}
+
+COLUMN_NAMES = (
+    "id",
+    "embedding",
+    "content",
+    "metadata",
+    "domain_id",
+    "document_id",
+    "chunk_index",
+    "created_at",
+    "updated_at",
+)
+# Logical columns an existing table may lack (map them to None); id, embedding and metadata are
+# the store's minimum.
+OPTIONAL_COLUMNS = frozenset(
+    {"content", "domain_id", "document_id", "chunk_index", "created_at", "updated_at"}
+)
+
+_INDEX_PARAM_KEYS: dict[IndexType, frozenset[str]] = {
+    "none": frozenset(),
+    "hnsw": frozenset({"m", "ef_construction"}),
+    "ivfflat": frozenset({"lists"}),
+}
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreConfig:
+    """Everything a store needs to know, validated at construction.
+
+    Build it with keywords (``StoreConfig(dimensions=768)``) or from a dict
+    (``StoreConfig.from_mapping({...})``); :meth:`replace` returns a changed copy.
+    """
+
+    dimensions: int
+    connection_string: str | None = None
+    metric: Metric = "cosine"
+    vector_type: VectorType = "vector"
+    schema: str = "public"
+    table_name: str = "pgvs_embeddings"
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    command_timeout: float | None = 60.0
+    auto_create_table: bool = True
+    id_type: IdType = "uuid"
+    columns: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+    domain_id: str | None = None
+    index_type: IndexType = "hnsw"
+    auto_create_index: bool = True
+    min_rows_for_index: int = 1000
+    index_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalised values are written once, here
+        if isinstance(self.dimensions, bool) or not isinstance(self.dimensions, int):
+            raise ConfigurationError(
+                f"dimensions must be a positive integer, got {self.dimensions!r}"
+            )
+        metric = _METRIC_ALIASES.get(str(self.metric).lower(), str(self.metric).lower())
+        if metric not in METRICS:
+            raise ConfigurationError(
+                f"metric {self.metric!r} is not one of {', '.join(METRICS)} "
+                f"(aliases: {', '.join(sorted(_METRIC_ALIASES))})"
+            )
+        set_(self, "metric", metric)
+        if self.vector_type not in VECTOR_TYPES:
+            raise ConfigurationError(
+                f"vector_type {self.vector_type!r} is not one of {', '.join(VECTOR_TYPES)}"
+            )
+        if self.metric not in _METRICS_BY_TYPE[self.vector_type]:
+            raise ConfigurationError(
+                f"metric {self.metric!r} is not available for vector_type {self.vector_type!r}; "
+                f"use one of {', '.join(_METRICS_BY_TYPE[self.vector_type])}"
+            )
+        limit = _MAX_DIMENSIONS[self.vector_type]
+        if not 1 <= self.dimensions <= limit:
+            raise ConfigurationError(
+                f"dimensions must be between 1 and {limit} for {self.vector_type}, "
+                f"got {self.dimensions}"
+            )
+        for key in ("pool_min_size", "pool_max_size", "min_rows_for_index"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigurationError(f"{key} must be a non-negative integer, got {value!r}")
+        if self.pool_max_size < 1 or self.pool_min_size > self.pool_max_size:
+            raise ConfigurationError(
+                f"pool sizes must satisfy 0 <= pool_min_size <= pool_max_size >= 1, got "
+                f"{self.pool_min_size} and {self.pool_max_size}"
+            )
+        if self.command_timeout is not None and (
+            isinstance(self.command_timeout, bool)
+            or not isinstance(self.command_timeout, int | float)
+            or not math.isfinite(self.command_timeout)
+            or self.command_timeout <= 0
+        ):
+            raise ConfigurationError(
+                f"command_timeout must be a positive number of seconds or None, "
+                f"got {self.command_timeout!r}"
+            )
+        for key in ("auto_create_table", "auto_create_index"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigurationError(f"{key} must be True or False")
+        if self.id_type not in ("uuid", "text", "bigint"):
+            raise ConfigurationError(f"id_type {self.id_type!r} is not one of uuid, text, bigint")
+        if self.connection_string is not None and not isinstance(self.connection_string, str):
+            raise ConfigurationError("connection_string must be a string")
+        if self.domain_id is not None and (
+            not isinstance(self.domain_id, str) or not self.domain_id or "\x00" in self.domain_id
+        ):
+            raise ConfigurationError(
+                "domain_id must be a non-empty string without NUL characters, or None"
+            )
+        quote_ident(self.schema)
+        quote_ident(self.table_name)
+        set_(self, "columns", _frozen(self._checked_columns()))
+        if self.domain_id is not None and self.columns["domain_id"] is None:
+            raise ConfigurationError(
+                "domain_id is set but columns maps domain_id to None: tenancy needs that column"
+            )
+        self._check_index()
+
+    def _checked_columns(self) -> dict[str, str | None]:
+        if not isinstance(self.columns, Mapping):
+            raise ConfigurationError("columns must be a mapping of logical name to column name")
+        unknown = sorted(set(self.columns) - set(COLUMN_NAMES))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown logical column(s) {', '.join(map(repr, unknown))} in columns; "
+                f"valid: {', '.join(COLUMN_NAMES)}"
+            )
+        mapped: dict[str, str | None] = {name: name for name in COLUMN_NAMES}
+        for logical, real in self.columns.items():
+            if real is None:
+                if logical not in OPTIONAL_COLUMNS:
+                    raise ConfigurationError(f"column {logical!r} is required and cannot be None")
+                if self.auto_create_table:
+                    raise ConfigurationError(
+                        f"columns maps {logical!r} to None; that is only for existing tables "
+                        f"(set auto_create_table=False)"
+                    )
+            else:
+                quote_ident(real)
+            mapped[logical] = real
+        real_names = [name for name in mapped.values() if name is not None]
+        duplicates = sorted({name for name in real_names if real_names.count(name) > 1})
+        if duplicates:
+            raise ConfigurationError(
+                f"columns maps several logical names to {', '.join(map(repr, duplicates))}"
+            )
+        return mapped
+
+    def _check_index(self) -> None:
+        if self.index_type not in _INDEX_PARAM_KEYS:
+            raise ConfigurationError(
+                f"index_type {self.index_type!r} is not one of none, hnsw, ivfflat"
+            )
+        if not isinstance(self.index_params, Mapping):
+            raise ConfigurationError("index_params must be a mapping")
+        allowed = _INDEX_PARAM_KEYS[self.index_type]
+        unknown = sorted(set(self.index_params) - allowed)
+        if unknown:
+            raise ConfigurationError(
+                f"index_params key(s) {', '.join(map(repr, unknown))} do not apply to "
+                f"{self.index_type}; valid: {', '.join(sorted(allowed)) or 'none'}"
+            )
+        bounds = {"m": (2, 100), "ef_construction": (4, 1000), "lists": (1, 32768)}
+        for key, value in self.index_params.items():
+            low, high = bounds[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigurationError(
+                    f"index_params[{key!r}] must be an integer from {low} to {high}, got {value!r}"
+                )
+        params = dict(self.index_params)
+        if (
+            "m" in params
+            and "ef_construction" in params
+            and params["ef_construction"] < 2 * params["m"]
+        ):
+            raise ConfigurationError(
+                "index_params: ef_construction must be at least 2 * m (pgvector's rule)"
+            )
+        object.__setattr__(self, "index_params", _frozen(params))
+
+    # -- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def from_mapping(
+        cls, values: Mapping[str, Any] | None = None, /, **overrides: Any
+    ) -> StoreConfig:
+        """Build from a dict (and keyword overrides); an unknown key lists the valid ones."""
+        merged: dict[str, Any] = {**dict(values or {}), **overrides}
+        valid = cls.field_names()
+        unknown = sorted(key for key in merged if key not in valid)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown configuration key(s) {', '.join(map(repr, unknown))}; "
+                f"valid keys: {', '.join(valid)}"
+            )
+        if "dimensions" not in merged:
+            raise ConfigurationError("dimensions is required (the length of your embeddings)")
+        return cls(**merged)
+
+    def replace(self, **changes: Any) -> StoreConfig:
+        return StoreConfig.from_mapping(self.as_dict(), **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        values["columns"] = dict(self.columns)
+        values["index_params"] = dict(self.index_params)
+        return values
+
+    # -- derived -------------------------------------------------------------------------------
+
+    def resolved_connection_string(self) -> str | None:
+        """The configured DSN, else ``DATABASE_URL``, else None (embedded default)."""
+        return self.connection_string or os.environ.get("DATABASE_URL") or None
+
+    def column(self, logical: str) -> str | None:
+        return cast("str | None", self.columns[logical])
+
+    def __repr__(self) -> str:
+        shown = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "connection_string" and value is not None:
+                value = redact_dsn(value)
+            if isinstance(value, MappingProxyType):
+                value = dict(value)
+            shown.append(f"{field.name}={value!r}")
+        return f"StoreConfig({', '.join(shown)})"

@@ -1,0 +1,408 @@
+"""PGVectorStore: the whole store for synchronous code, plus ``a``-prefixed async twins.
+
+The async core runs on an event loop in a background thread that this object owns: the asyncpg
+pool and its codecs are created on that loop (pools are bound to their loop). A sync call hands
+its coroutine to that loop and blocks until it finishes, so it works from plain scripts, from
+threads, and from code that is itself inside a running loop (a Jupyter cell): the caller's loop is
+blocked, never deadlocked. An ``a``-method awaits the same work from the caller's loop.
+
+Invariants:
+- Every method is a thin proxy: the work, the checks and the errors are the async core's.
+- Waiting ends in one of two ways: the result, or cancellation of the task on the background
+  loop (Ctrl-C, timeouts), which asyncpg turns into a cancel request to the server.
+- A store crosses no ``fork()``: the child must not touch sockets it shares with the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import threading
+import warnings
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .config import StoreConfig
+from .errors import PGVSError, StoreClosedError
+from .results import Record, SearchResult
+from .store import AsyncPGVectorStore
+
+__all__ = ["PGVectorStore"]
+
+T = TypeVar("T")
+
+_open_stores: weakref.WeakSet[PGVectorStore] = weakref.WeakSet()
+_CLOSE_TIMEOUT = 10.0
+
+
+class _LoopThread:
+    """An event loop running forever in a daemon thread (daemon: exit never waits for it)."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), name=name, daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(ready.set)
+        self.loop.run_forever()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def stop(self, *, join: bool = True) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if join and threading.get_ident() != self.thread.ident:
+            self.thread.join(_CLOSE_TIMEOUT)
+            if not self.thread.is_alive():
+                self.loop.close()
+
+
+class PGVectorStore:
+    """The synchronous store: same configuration and methods as :class:`AsyncPGVectorStore`.
+
+    ``with PGVectorStore({...}) as store: store.search(q)``; every method also has an
+    ``a``-prefixed coroutine twin (``await store.asearch(q)``).
+    """
+
+    def __init__(
+        self, config: StoreConfig | Mapping[str, Any] | None = None, /, **options: Any
+    ) -> None:
+        # Built (and validated) here, in the caller's thread: bad configs fail before a thread.
+        self._store = AsyncPGVectorStore(config, **options)
+        self._runner: _LoopThread | None = _LoopThread(f"pgvs-{self._store.config.table_name}")
+        self._closed = False
+        _open_stores.add(self)
+
+    def __repr__(self) -> str:
+        return repr(self._store).replace("AsyncPGVectorStore", "PGVectorStore", 1)
+
+    @property
+    def config(self) -> StoreConfig:
+        return self._store.config
+
+    @property
+    def async_store(self) -> AsyncPGVectorStore:
+        """The async core (bound to this store's background loop)."""
+        return self._store
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _live_runner(self) -> _LoopThread:
+        runner = self._runner
+        if runner is None or self._closed:
+            raise StoreClosedError("the store is closed", hint="Create a new PGVectorStore.")
+        if runner.pid != os.getpid():
+            raise StoreClosedError(
+                f"this store was created in process {runner.pid} and cannot be used after fork()",
+                hint="Create a new PGVectorStore in the child process.",
+            )
+        return runner
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        try:
+            runner = self._live_runner()
+        except BaseException:
+            coroutine.close()
+            raise
+        if threading.get_ident() == runner.thread.ident:
+            coroutine.close()
+            raise PGVSError(
+                "a synchronous PGVectorStore method was called from the store's own event-loop "
+                "thread, where waiting for it would deadlock",
+                hint="Use the a-prefixed coroutine (e.g. `await store.asearch(...)`) there.",
+            )
+        future = runner.submit(coroutine)
+        try:
+            return future.result()
+        except BaseException:
+            # Ctrl-C or any other interruption of the wait: cancel the task on the background
+            # loop (asyncpg then cancels the query on the server) before giving control back.
+            if not future.done():
+                future.cancel()
+                try:
+                    future.result(timeout=_CLOSE_TIMEOUT)
+                except BaseException:  # noqa: S110 - the original interruption is what matters
+                    pass
+            raise
+
+    async def _acall(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        try:
+            runner = self._live_runner()
+        except BaseException:
+            coroutine.close()
+            raise
+        if threading.get_ident() == runner.thread.ident:
+            return await coroutine
+        future = runner.submit(coroutine)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+
+    def run(self, function: Callable[[AsyncPGVectorStore], Awaitable[T]]) -> T:
+        """Run ``await function(async_store)`` on the store's loop and return its result.
+
+        For work of your own on the store's pool, e.g.
+        ``store.run(lambda s: s.pool.fetchval("SELECT count(*) FROM my_table"))``.
+        """
+
+        async def call() -> T:
+            return await function(self._store)
+
+        return self._call(call())
+
+    async def arun(self, function: Callable[[AsyncPGVectorStore], Awaitable[T]]) -> T:
+        """The coroutine twin of :meth:`run`."""
+
+        async def call() -> T:
+            return await function(self._store)
+
+        return await self._acall(call())
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> PGVectorStore:
+        self.initialize()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> PGVectorStore:
+        await self.ainitialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def initialize(self) -> None:
+        return self._call(self._store.initialize())
+
+    async def ainitialize(self) -> None:
+        return await self._acall(self._store.initialize())
+
+    def close(self) -> None:
+        """Close the pool, stop the background loop and join its thread. Safe to call twice."""
+        runner, self._runner = self._runner, None
+        self._closed = True
+        _open_stores.discard(self)
+        if runner is None or runner.pid != os.getpid():
+            return
+        try:
+            if threading.get_ident() != runner.thread.ident:
+                runner.submit(self._store.close()).result(_CLOSE_TIMEOUT)
+        finally:
+            runner.stop()
+
+    async def aclose(self) -> None:
+        runner = self._runner
+        if runner is not None and runner.pid == os.getpid() and not self._closed:
+            await self._acall(self._store.close())
+        await asyncio.to_thread(self.close)
+
+    def __del__(self) -> None:
+        runner = getattr(self, "_runner", None)
+        if runner is None or runner.pid != os.getpid():
+            return
+        warnings.warn(
+            f"{self!r} was never closed; call close() or use it as a context manager",
+            ResourceWarning,
+            stacklevel=2,
+        )
+        runner.stop(join=False)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def add_vectors(
+        self,
+        vectors: Any,
+        ids: Sequence[Any] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        contents: Sequence[str | None] | None = None,
+        document_ids: Sequence[str | None] | None = None,
+        chunk_indexes: Sequence[int | None] | None = None,
+    ) -> list[Any]:
+        return self._call(
+            self._store.add_vectors(vectors, ids, metadata, contents, document_ids, chunk_indexes)
+        )
+
+    async def aadd_vectors(
+        self,
+        vectors: Any,
+        ids: Sequence[Any] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        contents: Sequence[str | None] | None = None,
+        document_ids: Sequence[str | None] | None = None,
+        chunk_indexes: Sequence[int | None] | None = None,
+    ) -> list[Any]:
+        return await self._acall(
+            self._store.add_vectors(vectors, ids, metadata, contents, document_ids, chunk_indexes)
+        )
+
+    def update_metadata(
+        self, ids: Sequence[Any], metadatas: Sequence[Mapping[str, Any]], *, merge: bool = False
+    ) -> int:
+        return self._call(self._store.update_metadata(ids, metadatas, merge=merge))
+
+    async def aupdate_metadata(
+        self, ids: Sequence[Any], metadatas: Sequence[Mapping[str, Any]], *, merge: bool = False
+    ) -> int:
+        return await self._acall(self._store.update_metadata(ids, metadatas, merge=merge))
+
+    def delete_vectors(self, ids: Sequence[Any]) -> int:
+        return self._call(self._store.delete_vectors(ids))
+
+    async def adelete_vectors(self, ids: Sequence[Any]) -> int:
+        return await self._acall(self._store.delete_vectors(ids))
+
+    def delete(self, filter: Mapping[str, Any]) -> int:
+        return self._call(self._store.delete(filter))
+
+    async def adelete(self, filter: Mapping[str, Any]) -> int:
+        return await self._acall(self._store.delete(filter))
+
+    def clear(self) -> int:
+        return self._call(self._store.clear())
+
+    async def aclear(self) -> int:
+        return await self._acall(self._store.clear())
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def count(self, filter: Mapping[str, Any] | None = None) -> int:
+        return self._call(self._store.count(filter))
+
+    async def acount(self, filter: Mapping[str, Any] | None = None) -> int:
+        return await self._acall(self._store.count(filter))
+
+    def get_vectors(self, ids: Sequence[Any], include_metadata: bool = True) -> list[Record]:
+        return self._call(self._store.get_vectors(ids, include_metadata))
+
+    async def aget_vectors(
+        self, ids: Sequence[Any], include_metadata: bool = True
+    ) -> list[Record]:
+        return await self._acall(self._store.get_vectors(ids, include_metadata))
+
+    def search(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+        min_score: float | None = None,
+    ) -> list[SearchResult]:
+        return self._call(
+            self._store.search(
+                query,
+                k,
+                filter=filter,
+                include_metadata=include_metadata,
+                include_vectors=include_vectors,
+                min_score=min_score,
+            )
+        )
+
+    async def asearch(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+        min_score: float | None = None,
+    ) -> list[SearchResult]:
+        return await self._acall(
+            self._store.search(
+                query,
+                k,
+                filter=filter,
+                include_metadata=include_metadata,
+                include_vectors=include_vectors,
+                min_score=min_score,
+            )
+        )
+
+    def search_batch(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+        min_score: float | None = None,
+    ) -> list[list[SearchResult]]:
+        return self._call(
+            self._store.search_batch(
+                queries,
+                k,
+                filter=filter,
+                include_metadata=include_metadata,
+                include_vectors=include_vectors,
+                min_score=min_score,
+            )
+        )
+
+    async def asearch_batch(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+        min_score: float | None = None,
+    ) -> list[list[SearchResult]]:
+        return await self._acall(
+            self._store.search_batch(
+                queries,
+                k,
+                filter=filter,
+                include_metadata=include_metadata,
+                include_vectors=include_vectors,
+                min_score=min_score,
+            )
+        )
+
+
+def _after_fork_in_child() -> None:
+    # The child inherits the objects but not the loop threads; sockets are shared with the
+    # parent, so nothing in the child may close or use them. Forget them without touching them.
+    _open_stores.clear()
+
+
+def _close_open_stores_at_exit() -> None:
+    for store in list(_open_stores):
+        try:
+            store.close()
+        except Exception:  # noqa: S112 - best effort at interpreter exit
+            continue
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_open_stores_at_exit)

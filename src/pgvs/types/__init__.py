@@ -1,0 +1,61 @@
+"""Python values for pgvector's types, in exactly pgvector's binary and text layouts.
+
+================ ====================== ================================================
+Python           PostgreSQL             limits (checked before anything is sent)
+================ ====================== ================================================
+``Vector``       ``vector``             1..16,000 finite float32
+``HalfVector``   ``halfvec``            1..16,000 finite float16 (values round to ±65504)
+``SparseVector`` ``sparsevec``          dim 1..10⁹, at most 16,000 non-zero float32
+``Bit``          ``bit`` / ``varbit``   0..2³¹-8 bits
+================ ====================== ================================================
+
+Invalid input raises :class:`pgvs.errors.ValidationError` (a ``ValueError``) whose message names
+the offending position, e.g. ``vector element 17 is NaN``. Bools are refused as elements of the
+float types (a bool in an embedding is a bug; bit strings are :class:`Bit`).
+
+This package never imports numpy by itself: numpy is imported when a numpy array is passed in or
+``to_numpy()`` is called.
+
+The ``encode_*`` / ``decode_*`` functions are the codec functions :func:`pgvs.register_vector`
+installs in asyncpg; they are public so that code which builds wire bytes itself uses the very
+same checks. For many rows at once, ``Vector.from_matrix(matrix)`` / ``HalfVector.from_matrix``
+validate and convert a whole 2-D numpy array in one pass; the encoders pass the resulting values
+through without further work.
+"""
+
+from __future__ import annotations
+
+from ._bit import Bit, decode_bit, encode_bit
+from ._common import (
+    BIT_MAX_LENGTH,
+    HALF_MAX,
+    HALFVEC_MAX_DIM,
+    SPARSEVEC_MAX_DIM,
+    SPARSEVEC_MAX_NNZ,
+    VECTOR_MAX_DIM,
+)
+from ._halfvec import HalfVector, decode_halfvec, encode_halfvec
+from ._sparsevec import SparseVector, decode_sparsevec, encode_sparsevec
+from ._vector import DenseVector, Vector, decode_vector, encode_vector
+
+__all__ = [
+    "BIT_MAX_LENGTH",
+    "HALFVEC_MAX_DIM",
+    "HALF_MAX",
+    "SPARSEVEC_MAX_DIM",
+    "SPARSEVEC_MAX_NNZ",
+    "VECTOR_MAX_DIM",
+    "Bit",
+    "DenseVector",
+    "HalfVector",
+    "SparseVector",
+    "Vector",
+    "decode_bit",
+    "decode_halfvec",
+    "decode_sparsevec",
+    "decode_vector",
+    "encode_bit",
+    "encode_halfvec",
+    "encode_sparsevec",
+    "encode_vector",
+]

@@ -1,0 +1,114 @@
+"""``HalfVector``: pgvector ``halfvec``, big-endian IEEE float16 elements on the wire."""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from collections.abc import Callable
+from typing import Any
+
+from ._common import (
+    HALF_MAX,
+    HALFVEC_MAX_DIM,
+    as_element_list,
+    be_struct,
+    check_dim,
+    fail,
+    numpy_if_array,
+    pack_f32_elements,
+    short_repr,
+)
+from ._vector import DenseVector
+
+__all__ = ["HalfVector", "decode_halfvec", "encode_halfvec"]
+
+_pack_header = struct.Struct(">HH").pack
+_HALF = struct.Struct(">e")
+
+
+class HalfVector(DenseVector):
+    """A pgvector ``halfvec``: 1 to 16,000 finite float16 values.
+
+    Built like :class:`Vector`. Each value is rounded to float32 and then to float16, which is
+    what the server does with text input; a value that rounds beyond ±65504 is refused with its
+    position, as are NaN, infinities, non-numbers and bools. ``to_list()`` and ``to_numpy()``
+    give the stored half-precision numbers exactly, as float / float32.
+    """
+
+    __slots__ = ()
+
+    _kind = "halfvec"
+    _max_dim = HALFVEC_MAX_DIM
+    _itemsize = 2
+    _code = "e"
+
+    @classmethod
+    def _wire_from(cls, values: Any) -> bytes:
+        if isinstance(values, DenseVector):
+            if type(values) is HalfVector:
+                return values._wire
+            values = values.to_list()
+        if numpy_if_array(values) is not None:
+            from . import _numpy
+
+            _use_numpy(_numpy)
+            return _numpy.halfvec_wire(values)
+        if isinstance(values, array):
+            values = values.tolist()
+        elements = as_element_list(values, "halfvec")
+        dim = len(elements)
+        check_dim(dim, "halfvec", HALFVEC_MAX_DIM)
+        # Through float32 first, as the server's text input does (strtof, then to half).
+        singles = be_struct(f"{dim}f").unpack(pack_f32_elements(elements, "halfvec"))
+        try:
+            payload = be_struct(f"{dim}e").pack(*singles)
+        except OverflowError:
+            for index, value in enumerate(singles):
+                try:
+                    _HALF.pack(value)
+                except OverflowError:
+                    fail(
+                        f"halfvec element {index} ({short_repr(elements[index])}) is out of "
+                        f"range for halfvec (float16 holds at most ±{HALF_MAX:g})"
+                    )
+            raise
+        return _pack_header(dim, 0) + payload
+
+    def to_list(self) -> list[float]:
+        """The elements as Python floats (exact)."""
+        return list(be_struct(f"{self.dim}e").unpack_from(self._wire, 4))
+
+
+class _NoArrayType:
+    """Stands in for numpy.ndarray until numpy is in use, so the type test below never matches."""
+
+
+_ndarray: type = _NoArrayType
+_np_halfvec_wire: Callable[[Any], bytes] = HalfVector._wire_from
+
+
+def _use_numpy(module: Any) -> None:
+    global _ndarray, _np_halfvec_wire
+    _ndarray = module.np.ndarray
+    _np_halfvec_wire = module.halfvec_wire
+
+
+def encode_halfvec(value: Any) -> bytes:
+    """The ``halfvec`` wire bytes of a HalfVector, numpy array or sequence (what asyncpg calls).
+
+    Bytes are taken as wire bytes already, and checked as :meth:`HalfVector.from_binary` does.
+    """
+    cls = type(value)
+    if cls is _ndarray:
+        return _np_halfvec_wire(value)
+    if cls is HalfVector:
+        wire: bytes = value._wire
+        return wire
+    if isinstance(value, bytes | bytearray | memoryview):
+        return HalfVector.from_binary(value)._wire
+    return HalfVector._wire_from(value)
+
+
+def decode_halfvec(data: bytes) -> HalfVector:
+    """A :class:`HalfVector` from wire bytes the server sent (trusted: no validation)."""
+    return HalfVector._from_wire(data)
