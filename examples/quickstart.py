@@ -37,7 +37,9 @@ async def main() -> None:
             hits = await store.search(query, k=K)
             agree += [hit.id for hit in hits] == [ids[i] for i in truth[:K]]
         elapsed_ms = (time.perf_counter() - started) / len(queries) * 1000
-        print(f"{agree}/{len(queries)} queries match an exact numpy search ({elapsed_ms:.1f} ms each)")
+        print(
+            f"{agree}/{len(queries)} queries match an exact numpy search ({elapsed_ms:.1f} ms each)"
+        )
         top = (await store.search(queries[0], k=1, filter={"cluster_hint": 3}))[0]
         print(f"nearest with cluster_hint=3: {top.id} score={top.score:.4f}")
         if agree != len(queries):

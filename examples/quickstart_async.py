@@ -16,7 +16,9 @@ async def main() -> None:
         embeddings = rng.normal(size=(1000, 384)).astype(np.float32)
         ids = await store.add_vectors(
             embeddings,
-            metadata=[{"source": "faq" if i % 2 else "blog", "year": 2020 + i % 5} for i in range(1000)],
+            metadata=[
+                {"source": "faq" if i % 2 else "blog", "year": 2020 + i % 5} for i in range(1000)
+            ],
             contents=[f"chunk {i}" for i in range(1000)],
         )
         for id, score, metadata in await store.search(embeddings[42], k=3):

@@ -277,7 +277,7 @@ async def test_existing_table_checks(
     await raw_conn.execute(
         f'CREATE TABLE "{table_name}" (id text PRIMARY KEY, emb vector(3), meta jsonb, body text)'
     )
-    config = {
+    config: dict[str, Any] = {
         "connection_string": pg_dsn,
         "table_name": table_name,
         "id_type": "text",
@@ -305,7 +305,9 @@ async def test_existing_table_checks(
         await AsyncPGVectorStore(
             config, dimensions=3, columns={**config["columns"], "chunk_index": "chunk"}
         ).initialize()
-    with pytest.raises(SchemaMismatchError, match="is halfvec"):
+    with pytest.raises(
+        SchemaMismatchError, match=r"is vector\(3\), the store expects halfvec\(3\)"
+    ):
         await AsyncPGVectorStore(config, dimensions=3, vector_type="halfvec").initialize()
     with pytest.raises(SchemaMismatchError, match="does not exist"):
         await AsyncPGVectorStore(config, dimensions=3, table_name=table_name + "_no").initialize()
@@ -328,7 +330,7 @@ async def test_tables_are_created_with_storage_and_gin_index(
     store: AsyncPGVectorStore, raw_conn: asyncpg.Connection, table_name: str
 ) -> None:
     storage = await raw_conn.fetchval(
-        "SELECT attstorage FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'embedding'",
+        "SELECT attstorage::text FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'embedding'",
         table_name,
     )
     assert storage == "m"

@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from ._sql import quote_ident
 from .errors import ConfigurationError, redact_dsn
@@ -279,7 +279,7 @@ class StoreConfig:
         return self.connection_string or os.environ.get("DATABASE_URL") or None
 
     def column(self, logical: str) -> str | None:
-        return cast("str | None", self.columns[logical])
+        return self.columns[logical]
 
     def __repr__(self) -> str:
         shown = []

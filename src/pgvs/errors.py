@@ -132,7 +132,9 @@ class IngestError(DatabaseError):
 
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:)[^@/?#\s]*(?=@)")
-_PASSWORD_IN_KV = re.compile(r"(?P<head>(?<![?&])\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_PASSWORD_IN_KV = re.compile(
+    r"(?P<head>(?<![?&])\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
+)
 _PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)[^&#\s]*", re.IGNORECASE)
 
 
@@ -195,6 +197,12 @@ def translate_error(exc: BaseException, *, operation: str = "") -> BaseException
             )
         else:
             result = QueryCanceledError(f"{prefix}{_server_error_message(exc)}")
+    elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        # Before the connection branch: TimeoutError is an OSError.
+        result = QueryTimeoutError(
+            f"{prefix}timed out" + (f": {exc}" if str(exc) else ""),
+            hint="Raise command_timeout, or check the server's load and locks.",
+        )
     elif sqlstate in _CONNECTION_SQLSTATES or isinstance(
         exc,
         asyncpg.exceptions.ConnectionDoesNotExistError
@@ -211,11 +219,6 @@ def translate_error(exc: BaseException, *, operation: str = "") -> BaseException
         result = ConnectionLostError(
             f"{prefix}connection to PostgreSQL lost or refused: {_server_error_message(exc)}",
             hint="Check that the server is running and reachable; the operation can be retried.",
-        )
-    elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        result = QueryTimeoutError(
-            f"{prefix}timed out" + (f": {exc}" if str(exc) else ""),
-            hint="Raise command_timeout, or check the server's load and locks.",
         )
     elif isinstance(
         exc, asyncpg.exceptions.UndefinedTableError | asyncpg.exceptions.UndefinedColumnError

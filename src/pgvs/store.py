@@ -11,7 +11,7 @@ import functools
 import json
 import logging
 import struct
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar, cast
 
@@ -54,10 +54,14 @@ _FILTER_KINDS: dict[str, Literal["text", "integer", "timestamptz", "uuid"]] = {
 }
 
 
-def _translated(operation: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+def _translated(
+    operation: str,
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
     """Route every exception of a public coroutine through :func:`translate_error`."""
 
-    def decorate(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    def decorate(
+        method: Callable[P, Coroutine[Any, Any, R]],
+    ) -> Callable[P, Coroutine[Any, Any, R]]:
         @functools.wraps(method)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
@@ -328,9 +332,7 @@ class AsyncPGVectorStore:
             and np.isfinite(query.sum(dtype=np.float64))
         ):
             return _VECTOR_HEADER.pack(query.shape[0], 0) + query.astype(">f4").tobytes()
-        matrix = _rows.vectors_to_matrix(
-            [query], self._config.dimensions, half=half, what="query"
-        )
+        matrix = _rows.vectors_to_matrix([query], self._config.dimensions, half=half, what="query")
         return _rows.encode_matrix(matrix, half=half)[0]
 
     def _coerce_vector(self, item: Any) -> Any:
@@ -624,7 +626,7 @@ class VectorStoreFactory:
 
     backends = ("pgvector",)
 
-    def create(self, backend: str = "pgvector", /, **options: Any) -> AsyncPGVectorStore:
+    def create(self, backend: str = "pgvector", **options: Any) -> AsyncPGVectorStore:
         if backend not in self.backends:
             raise ConfigurationError(
                 f"unknown backend {backend!r}; available: {', '.join(self.backends)}"

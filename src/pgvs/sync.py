@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import os
 import threading
 import warnings
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 from .config import StoreConfig
 from .errors import PGVSError, StoreClosedError
 from .results import Record, SearchResult
-from .store import AsyncPGVectorStore
+from .store import AsyncPGVectorStore, _translated
 
 __all__ = ["PGVectorStore"]
 
@@ -130,10 +131,8 @@ class PGVectorStore:
             # loop (asyncpg then cancels the query on the server) before giving control back.
             if not future.done():
                 future.cancel()
-                try:
+                with contextlib.suppress(BaseException):
                     future.result(timeout=_CLOSE_TIMEOUT)
-                except BaseException:  # noqa: S110 - the original interruption is what matters
-                    pass
             raise
 
     async def _acall(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -158,6 +157,7 @@ class PGVectorStore:
         ``store.run(lambda s: s.pool.fetchval("SELECT count(*) FROM my_table"))``.
         """
 
+        @_translated("run")
         async def call() -> T:
             return await function(self._store)
 
@@ -166,6 +166,7 @@ class PGVectorStore:
     async def arun(self, function: Callable[[AsyncPGVectorStore], Awaitable[T]]) -> T:
         """The coroutine twin of :meth:`run`."""
 
+        @_translated("run")
         async def call() -> T:
             return await function(self._store)
 
@@ -198,10 +199,10 @@ class PGVectorStore:
         await self.aclose()
 
     def initialize(self) -> None:
-        return self._call(self._store.initialize())
+        self._call(self._store.initialize())
 
     async def ainitialize(self) -> None:
-        return await self._acall(self._store.initialize())
+        await self._acall(self._store.initialize())
 
     def close(self) -> None:
         """Close the pool, stop the background loop and join its thread. Safe to call twice."""
@@ -300,9 +301,7 @@ class PGVectorStore:
     def get_vectors(self, ids: Sequence[Any], include_metadata: bool = True) -> list[Record]:
         return self._call(self._store.get_vectors(ids, include_metadata))
 
-    async def aget_vectors(
-        self, ids: Sequence[Any], include_metadata: bool = True
-    ) -> list[Record]:
+    async def aget_vectors(self, ids: Sequence[Any], include_metadata: bool = True) -> list[Record]:
         return await self._acall(self._store.get_vectors(ids, include_metadata))
 
     def search(
@@ -400,7 +399,7 @@ def _close_open_stores_at_exit() -> None:
     for store in list(_open_stores):
         try:
             store.close()
-        except Exception:  # noqa: S112 - best effort at interpreter exit
+        except Exception:
             continue
 
 
