@@ -55,6 +55,25 @@ _encode_vector_general = _vector.encode_vector
 _Vector = _vector.Vector
 
 
+class _ProbeCache(dict[int, Any]):
+    """dim -> a read-only float32 vector of 1e-20s, the finiteness probe of the hot path.
+
+    ``row.dot(probe)`` is finite exactly when every element of ``row`` is: finite float32 values
+    times 1e-20 cannot overflow (so, unlike ``row.dot(row)``, huge valid values raise no
+    RuntimeWarning), while NaN and ±inf propagate. ``ndarray.dot`` is the cheapest whole-row
+    reduction numpy offers for this (about 0.1 µs under ``vdot``, far under ``isfinite().all()``).
+    """
+
+    def __missing__(self, dim: int) -> Any:
+        probe = np.full(dim, 1e-20, dtype=np.float32)
+        probe.flags.writeable = False
+        self[dim] = probe
+        return probe
+
+
+_PROBES = _ProbeCache()
+
+
 class _HeaderCache(dict[int, bytes]):
     """dim -> the 4-byte ``int16 dim, int16 unused`` header of vector and halfvec."""
 
@@ -131,13 +150,17 @@ def encode_vector(value: Any) -> bytes:
 
     Anything else (other dtypes, Vector, lists, bad input) goes to the general encoder.
     """
-    # vdot is NaN or inf iff an element is, or (for elements beyond ~1e19) when the sum of
-    # squares overflows float32; the general path tells those apart.
     cls = type(value)
     if cls is _ndarray and value.dtype is F32 and value.ndim == 1:
         dim = value.size
-        if 0 < dim <= VECTOR_MAX_DIM and _isfinite(_vdot(value, value)):
-            return _join((_HEADERS[dim], value.astype(_BE_F32)))
+        if 0 < dim <= VECTOR_MAX_DIM:
+            try:
+                finite = _isfinite(value.dot(_PROBES[dim]))
+            except RuntimeWarning:  # +inf and -inf in one row, with warnings as errors
+                finite = False
+            if finite:
+                return _join((_HEADERS[dim], value.astype(_BE_F32)))
+        # Not finite (or not a valid size): the general path names the offending element.
     elif cls is _Vector:  # e.g. rows from Vector.from_matrix: already validated wire bytes
         wire: bytes = value.to_binary()
         return wire
