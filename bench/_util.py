@@ -1,13 +1,16 @@
-"""Helpers shared by the benchmarks: repeated timing, progress on stderr, the JSON result line."""
+"""Helpers shared by the benchmarks: repeated timing, progress on stderr, the JSON result line,
+and a database to run against."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
+import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 
@@ -62,3 +65,34 @@ def emit(result: Mapping[str, Any]) -> None:
     """Print the result as one JSON object on the last line of stdout."""
     sys.stdout.flush()
     print(json.dumps(dict(result), sort_keys=False), flush=True)
+
+
+def quantile(samples: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``samples``, linearly interpolated."""
+    ordered = sorted(samples)
+    if not ordered:
+        raise ValueError("quantile of no samples")
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str]:
+    """A DSN: ``DATABASE_URL`` when set, else a throwaway embedded server, stopped on exit."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        progress("using DATABASE_URL")
+        yield url
+        return
+    from pgvs.server import EmbeddedServer
+
+    server = EmbeddedServer()
+    progress(f"starting an embedded PostgreSQL server in {server.data_dir}")
+    dsn = server.start()
+    try:
+        yield dsn
+    finally:
+        progress("stopping the embedded server")
+        server.stop()

@@ -269,3 +269,21 @@ def test_quickstart_examples_run(pg_dsn: str, example: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "blog chunks" in done.stdout
+
+
+def test_sync_index_lifecycle(pg_dsn: str, table_name: str) -> None:
+    with PGVectorStore(
+        connection_string=pg_dsn, dimensions=3, table_name=table_name, auto_create_index=False
+    ) as store:
+        store.add_vectors(np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32))
+        assert not store.index_status().exists
+        samples: list[object] = []
+        status = store.create_index("hnsw", progress=samples.append)
+        assert status.valid
+        assert samples  # the callback ran (on the store's loop thread), "done" at least
+        assert store.wait_for_index().valid
+        assert store.reindex().valid
+        plan = store.explain_search([1, 2, 3], k=3, filter={"a": 1})
+        assert ("plan_cache_mode", "force_custom_plan") in plan.settings
+        assert len(store.search([1, 2, 3], k=3, ef_search=50, exact=False)) == 3
+        assert store.drop_index() is True

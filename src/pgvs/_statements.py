@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ._sql import MAX_IDENTIFIER_BYTES, qualified, quote_ident
 from .config import StoreConfig
+from .indexes import DEFAULT_RERANK_FACTOR, INDEX_TYPES, index_expression
 
 __all__ = ["DISTANCE_OPERATORS", "Statements", "derived_name"]
 
@@ -106,6 +107,68 @@ class Statements:
     def lock_key(self) -> str:
         """Advisory-lock key text; hashed by the server with ``hashtextextended``."""
         return f"pgvs:table:{self.config.schema}.{self.config.table_name}"
+
+    def index_lock_key(self) -> str:
+        """Advisory-lock key of the table's vector-index builds (held for a whole build)."""
+        return f"pgvs:index:{self.config.schema}.{self.config.table_name}"
+
+    # -- vector indexes ------------------------------------------------------------------------
+
+    def index_name(self, index_type: str) -> str:
+        """The (unquoted) name of this store's index of ``index_type``, 63-byte safe.
+
+        The quantization is part of the name: indexes on different expressions never share one.
+        """
+        quant = self.config.index_quantization
+        suffix = f"embedding_{index_type}" + ("" if quant == "none" else f"_{quant}")
+        return derived_name(self.config.table_name, suffix)
+
+    def index_names(self) -> list[str]:
+        """Every index name this store may own, the configured type first."""
+        types = sorted(INDEX_TYPES, key=lambda t: t != self.config.index_type)
+        return [self.index_name(t) for t in types]
+
+    INDEX_STATUS_QUERY = """
+        SELECT c.relname AS name, i.indisvalid AS valid, am.amname AS method, c.reloptions,
+               pg_relation_size(c.oid) AS size_bytes, opc.opcname AS opclass,
+               pg_get_indexdef(c.oid) AS definition,
+               EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
+                       WHERE p.index_relid = c.oid) AS building
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_am am ON am.oid = c.relam
+        LEFT JOIN pg_opclass opc ON opc.oid = i.indclass[0]
+        WHERE i.indrelid = to_regclass($1) AND c.relname = ANY($2::text[])
+    """
+    VECTOR_INDEXES_QUERY = """
+        SELECT c.relname AS name
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+        WHERE i.indrelid = to_regclass($1) AND am.amname IN ('hnsw', 'ivfflat')
+    """
+    PROGRESS_QUERY = """
+        SELECT phase, blocks_total, blocks_done, tuples_total, tuples_done
+        FROM pg_stat_progress_create_index WHERE pid = $1
+    """
+
+    def has_rows(self) -> str:
+        return f"SELECT EXISTS (SELECT 1 FROM {self.table})"
+
+    def count_all(self) -> str:
+        return f"SELECT count(*) FROM {self.table}"
+
+    def rows_at_least(self) -> str:
+        """How many rows the table has, counting no further than $1 (a bounded, cheap check)."""
+        return f"SELECT count(*) FROM (SELECT 1 FROM {self.table} LIMIT $1::bigint) AS s"
+
+    def drop_index(self, name: str, *, concurrently: bool) -> str:
+        schema = quote_ident(self.config.schema)
+        flag = "CONCURRENTLY " if concurrently else ""
+        return f"DROP INDEX {flag}IF EXISTS {schema}.{quote_ident(name)}"
+
+    def reindex(self, name: str, *, concurrently: bool) -> str:
+        schema = quote_ident(self.config.schema)
+        flag = "CONCURRENTLY " if concurrently else ""
+        return f"REINDEX INDEX {flag}{schema}.{quote_ident(name)}"
 
     # -- DDL -----------------------------------------------------------------------------------
 
@@ -264,31 +327,74 @@ class Statements:
             f"{self.col('id')} = ANY(${p}::{self.id_array_type})"
         )
 
-    def search(
+    @property
+    def rerank_factor(self) -> int:
+        quant = self.config.index_quantization
+        return self.config.rerank_factor or DEFAULT_RERANK_FACTOR[quant]
+
+    def _index_order(self, query: str) -> str:
+        """The ORDER BY of a quantized search: the index's own expression, so the index is used."""
+        c = self.config
+        quant = c.index_quantization
+        indexed = index_expression(self.col("embedding"), c.vector_type, c.dimensions, quant)
+        if quant == "halfvec":
+            return f"{indexed} {self.operator} ({query})::halfvec({c.dimensions})"
+        return f"{indexed} <~> binary_quantize({query})"
+
+    def _top_k(
         self,
         *,
+        query: str,
         condition: str | None,
         include_metadata: bool,
         include_vectors: bool,
+        resort: bool,
     ) -> str:
-        """Top-k by distance. $1 = query vector, $2 = k, $3 = domain; filter params follow.
+        """Top-k rows by distance to ``query`` (an SQL expression). $2 = k, $3 = domain.
 
-        The distance is written once, as an output column the ORDER BY names, so an ANN index
-        can serve the ordering and nothing computes it twice.
+        Plain: ORDER BY the distance output column, so an ANN index can serve the ordering and
+        nothing computes it twice. Quantized: order by the index's expression for
+        ``k * rerank_factor`` candidates, then re-rank those by the exact distance. ``resort``
+        re-sorts the k rows of a (relaxed-order) iterative scan by distance.
         """
         columns = [
             f"{self.id_select} AS id",
-            f"{self.col('embedding')} {self.operator} $1::{self.query_cast} AS distance",
+            f"{self.col('embedding')} {self.operator} {query} AS distance",
             *self._row_columns(include_metadata, include_vectors),
         ]
         where = self._domain_condition(None, 3)
         if condition:
             where += f"({condition}) AND "
         where = where[: -len(" AND ")] if where else ""
-        return (
-            f"SELECT {', '.join(columns)} FROM {self.table}"
-            + (f" WHERE {where}" if where else "")
-            + " ORDER BY distance LIMIT $2::integer"
+        head = f"SELECT {', '.join(columns)} FROM {self.table}" + (
+            f" WHERE {where}" if where else ""
+        )
+        if self.config.index_quantization != "none":
+            factor = self.rerank_factor  # an int validated by StoreConfig
+            candidates = (
+                f"{head} ORDER BY {self._index_order(query)} LIMIT $2::integer * {int(factor)}"
+            )
+            return f"SELECT * FROM ({candidates}) AS c ORDER BY distance LIMIT $2::integer"
+        plain = f"{head} ORDER BY distance LIMIT $2::integer"
+        if resort:
+            return f"SELECT * FROM ({plain}) AS r ORDER BY distance"
+        return plain
+
+    def search(
+        self,
+        *,
+        condition: str | None,
+        include_metadata: bool,
+        include_vectors: bool,
+        resort: bool = False,
+    ) -> str:
+        """Top-k by distance. $1 = query vector, $2 = k, $3 = domain; filter params follow."""
+        return self._top_k(
+            query=f"$1::{self.query_cast}",
+            condition=condition,
+            include_metadata=include_metadata,
+            include_vectors=include_vectors,
+            resort=resort,
         )
 
     def search_params_start(self) -> int:
@@ -301,21 +407,21 @@ class Statements:
         include_metadata: bool,
         include_vectors: bool,
     ) -> str:
-        """Top-k for many queries in one statement: a LATERAL top-k per query, numbered."""
-        columns = [
-            f"{self.id_select} AS id",
-            f"{self.col('embedding')} {self.operator} q.vec AS distance",
-            *self._row_columns(include_metadata, include_vectors),
-        ]
-        where = self._domain_condition(None, 3)
-        if condition:
-            where += f"({condition}) AND "
-        where = where[: -len(" AND ")] if where else ""
+        """Top-k for many queries in one statement: a LATERAL top-k per query, numbered.
+
+        The outer ORDER BY re-sorts each query's rows, so relaxed iterative scans need nothing
+        more here.
+        """
+        inner = self._top_k(
+            query="q.vec",
+            condition=condition,
+            include_metadata=include_metadata,
+            include_vectors=include_vectors,
+            resort=False,
+        )
         return (
             f"SELECT q.ord, r.* FROM unnest($1::{self.query_cast}[]) "
             f"WITH ORDINALITY AS q(vec, ord)\n"
-            f"CROSS JOIN LATERAL (SELECT {', '.join(columns)} FROM {self.table}"
-            + (f" WHERE {where}" if where else "")
-            + " ORDER BY distance LIMIT $2::integer) AS r\n"
+            f"CROSS JOIN LATERAL ({inner}) AS r\n"
             "ORDER BY q.ord, r.distance"
         )

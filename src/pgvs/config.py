@@ -9,12 +9,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
 from ._sql import quote_ident
 from .errors import ConfigurationError, redact_dsn
+from .indexes import (
+    ITERATIVE_SCANS,
+    MAX_EF_SEARCH,
+    QUANTIZATIONS,
+    Quantization,
+    check_index_params,
+    index_problem,
+    resolve_quantization,
+)
 
 __all__ = [
     "COLUMN_NAMES",
@@ -30,6 +40,8 @@ Metric = Literal["cosine", "euclidean", "inner_product", "l1", "hamming", "jacca
 VectorType = Literal["vector", "halfvec", "bit", "sparsevec"]
 IdType = Literal["uuid", "text", "bigint"]
 IndexType = Literal["none", "hnsw", "ivfflat"]
+QuantizationSetting = Literal["auto", "none", "halfvec", "binary"]
+IterativeScan = Literal["relaxed_order", "strict_order", "off"]
 
 METRICS: tuple[Metric, ...] = ("cosine", "euclidean", "inner_product", "l1", "hamming", "jaccard")
 _METRIC_ALIASES: dict[str, Metric] = {
@@ -72,11 +84,17 @@ OPTIONAL_COLUMNS = frozenset(
     {"content", "domain_id", "document_id", "chunk_index", "created_at", "updated_at"}
 )
 
-_INDEX_PARAM_KEYS: dict[IndexType, frozenset[str]] = {
-    "none": frozenset(),
-    "hnsw": frozenset({"m", "ef_construction"}),
-    "ivfflat": frozenset({"lists"}),
+_INDEX_TYPES: tuple[IndexType, ...] = ("none", "hnsw", "ivfflat")
+# Optional integer keys: (low, high), pgvector's bounds where it has them.
+_INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "ef_search": (1, MAX_EF_SEARCH),
+    "probes": (1, 32768),
+    "max_probes": (1, 32768),
+    "max_scan_tuples": (1, 2**31 - 1),
+    "rerank_factor": (1, 1000),
+    "max_parallel_maintenance_workers": (0, 1024),
 }
+_MEMORY = re.compile(r"^[1-9][0-9]{0,9}(kB|MB|GB|TB)$")
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -108,6 +126,15 @@ class StoreConfig:
     auto_create_index: bool = True
     min_rows_for_index: int = 1000
     index_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    quantization: QuantizationSetting = "auto"
+    rerank_factor: int | None = None
+    ef_search: int | None = None
+    probes: int | None = None
+    iterative_scan: IterativeScan = "relaxed_order"
+    max_scan_tuples: int | None = None
+    max_probes: int | None = None
+    maintenance_work_mem: str | None = None
+    max_parallel_maintenance_workers: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
@@ -209,36 +236,51 @@ class StoreConfig:
         return mapped
 
     def _check_index(self) -> None:
-        if self.index_type not in _INDEX_PARAM_KEYS:
+        if self.index_type not in _INDEX_TYPES:
             raise ConfigurationError(
                 f"index_type {self.index_type!r} is not one of none, hnsw, ivfflat"
             )
-        if not isinstance(self.index_params, Mapping):
-            raise ConfigurationError("index_params must be a mapping")
-        allowed = _INDEX_PARAM_KEYS[self.index_type]
-        unknown = sorted(set(self.index_params) - allowed)
-        if unknown:
-            raise ConfigurationError(
-                f"index_params key(s) {', '.join(map(repr, unknown))} do not apply to "
-                f"{self.index_type}; valid: {', '.join(sorted(allowed)) or 'none'}"
-            )
-        bounds = {"m": (2, 100), "ef_construction": (4, 1000), "lists": (1, 32768)}
-        for key, value in self.index_params.items():
-            low, high = bounds[key]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigurationError(
-                    f"index_params[{key!r}] must be an integer from {low} to {high}, got {value!r}"
-                )
-        params = dict(self.index_params)
-        if (
-            "m" in params
-            and "ef_construction" in params
-            and params["ef_construction"] < 2 * params["m"]
-        ):
-            raise ConfigurationError(
-                "index_params: ef_construction must be at least 2 * m (pgvector's rule)"
-            )
+        params = check_index_params(self.index_type, self.index_params)
         object.__setattr__(self, "index_params", _frozen(params))
+        if self.quantization not in QUANTIZATIONS:
+            raise ConfigurationError(
+                f"quantization {self.quantization!r} is not one of {', '.join(QUANTIZATIONS)}"
+            )
+        if self.iterative_scan not in ITERATIVE_SCANS:
+            raise ConfigurationError(
+                f"iterative_scan {self.iterative_scan!r} is not one of {', '.join(ITERATIVE_SCANS)}"
+            )
+        for key, (low, high) in _INT_BOUNDS.items():
+            value = getattr(self, key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
+            ):
+                raise ConfigurationError(
+                    f"{key} must be an integer from {low} to {high} or None, got {value!r}"
+                )
+        memory = self.maintenance_work_mem
+        if isinstance(memory, int) and not isinstance(memory, bool) and memory > 0:
+            object.__setattr__(self, "maintenance_work_mem", f"{memory}MB")
+        elif memory is not None and (not isinstance(memory, str) or not _MEMORY.match(memory)):
+            raise ConfigurationError(
+                f"maintenance_work_mem must be a size such as '512MB' or '2GB' (or an integer "
+                f"of megabytes), got {memory!r}"
+            )
+        # An index this config would build (or, with index_type='none', an explicit
+        # quantization) must be possible: refuse it here, with advice, not at build time.
+        index_type = self.index_type
+        if index_type == "none" and self.quantization in ("halfvec", "binary"):
+            index_type = "hnsw"
+        if index_type != "none":
+            problem = index_problem(
+                vector_type=self.vector_type,
+                metric=self.metric,
+                dimensions=self.dimensions,
+                index_type=index_type,
+                quantization=self.index_quantization,
+            )
+            if problem is not None:
+                raise problem
 
     # -- construction --------------------------------------------------------------------------
 
@@ -280,6 +322,11 @@ class StoreConfig:
 
     def column(self, logical: str) -> str | None:
         return self.columns[logical]
+
+    @property
+    def index_quantization(self) -> Quantization:
+        """The quantization indexes and searches use (``auto`` resolved)."""
+        return resolve_quantization(self.vector_type, self.dimensions, self.quantization)
 
     def __repr__(self) -> str:
         shown = []

@@ -7,6 +7,7 @@ filters in :mod:`pgvs.filters`. This module only sequences them with I/O.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -19,12 +20,14 @@ import asyncpg
 import numpy as np
 
 from . import _rows
+from . import indexes as _ix
 from ._schema_check import schema_problems
 from ._statements import Statements
 from .codecs import register_vector
 from .config import StoreConfig
 from .errors import (
     ConfigurationError,
+    DatabaseError,
     ExtensionMissingError,
     SchemaMismatchError,
     StoreClosedError,
@@ -33,9 +36,20 @@ from .errors import (
     translate_error,
 )
 from .filters import CompiledFilter, FilterColumn, FilterTarget, compile_filter
+from .indexes import IndexProgress, IndexStatus, SearchExplanation
 from .results import Record, SearchResult
 
-__all__ = ["AsyncPGVectorStore", "VectorStoreFactory"]
+__all__ = [
+    "AsyncPGVectorStore",
+    "IndexProgress",
+    "IndexStatus",
+    "ProgressCallback",
+    "SearchExplanation",
+    "VectorStoreFactory",
+]
+
+#: Called with samples of a running index build (phase and percent).
+ProgressCallback = Callable[[IndexProgress], None]
 
 logger = logging.getLogger("pgvs")
 
@@ -80,10 +94,42 @@ def _translated(
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """Pool reset hook: nothing to undo.
 
-    The store never leaves session state behind (settings are ``SET LOCAL`` inside transactions,
-    advisory locks are transaction-scoped), so the default ``RESET ALL``-style reset would only
-    add a round trip to every checkout.
+    The store never leaves session state behind on a pooled connection (per-call settings are
+    ``SET LOCAL`` inside transactions, advisory locks taken on the pool are transaction-scoped;
+    index builds hold theirs on a dedicated connection), so the default ``RESET ALL``-style reset
+    would only add a round trip to every checkout. It would also undo the store-level query
+    settings, which are startup parameters of these connections (see indexes.session_settings).
     """
+
+
+# Seconds between samples of pg_stat_progress_create_index while a build reports progress.
+_PROGRESS_INTERVAL = 0.5
+# Seconds between attempts to take the index-build lock when waiting for another builder.
+_LOCK_POLL = 0.2
+# Seconds an automatic build waits after a failure before writes may trigger it again.
+_AUTO_RETRY_DELAY = 60.0
+
+
+class _ProgressBar:
+    """``progress=True``: a tqdm bar (tqdm is optional: ``pip install 'pgvs[progress]'``)."""
+
+    def __init__(self, description: str) -> None:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError as exc:
+            raise ConfigurationError(
+                "progress=True needs tqdm", hint="pip install 'pgvs[progress]', or pass a callback."
+            ) from exc
+        self._bar = tqdm(total=100.0, desc=description, unit="%", leave=True)
+
+    def __call__(self, sample: IndexProgress) -> None:
+        self._bar.set_postfix_str(sample.phase, refresh=False)
+        if sample.percent is not None:
+            self._bar.n = round(sample.percent, 1)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _score_function(metric: str, dimensions: int) -> Callable[[float], float]:
@@ -121,6 +167,34 @@ class AsyncPGVectorStore:
         self._filter_target = self._build_filter_target()
         self._search_sql: dict[tuple[bool, bool], str] = {}
         self._dense = self._config.vector_type in ("vector", "halfvec")
+        self._dsn: str | None = None
+        # Query settings: the store-level ones are startup parameters of the pool's connections;
+        # a search leaves the one-round-trip path only when it needs more (see _needs_settings).
+        # (Computed at initialize(), from the config and the index found; see _refresh_session.)
+        self._session_settings: dict[str, str] = {}
+        self._base_ef = _ix.DEFAULT_EF_SEARCH
+        self._index_lists: int | None = None  # lists of the store's IVFFlat index, if any
+        self._rows_per_result = (
+            self._sql.rerank_factor if self._config.index_quantization != "none" else 1
+        )
+        # A store of an explicit domain shares its table with other tenants: every search is
+        # filtered (by domain), so it gets the iterative-scan settings of filtered searches.
+        self._tenant = self._config.domain_id is not None and self._has_domain
+        # Whether pgvs manages a vector index here (configured, or one of its indexes exists):
+        # ANN-only settings and pgvs's query defaults apply then.
+        self._ann = self._config.index_type != "none"
+        self._iterative = True  # the server's pgvector has iterative scans (set at initialize)
+        self._sparse_limit = (
+            _ix.SPARSEVEC_HNSW_MAX_NONZERO
+            if self._config.vector_type == "sparsevec" and self._config.index_type == "hnsw"
+            else None
+        )
+        # Automatic index creation (one background task at a time per store).
+        self._index_task: asyncio.Task[None] | None = None
+        self._index_wanted = False
+        self._index_recheck = False
+        self._index_retry_at = 0.0
+        self._index_error: BaseException | None = None
 
     def __repr__(self) -> str:
         c = self._config
@@ -200,9 +274,11 @@ class AsyncPGVectorStore:
         logger.debug("connecting to %s", redact_dsn(dsn))
         bootstrap = await asyncpg.connect(dsn, timeout=self._config.command_timeout or 60)
         try:
-            self._extension_schema = await self._prepare_schema(bootstrap)
+            self._extension_schema, index_due = await self._prepare_schema(bootstrap)
         finally:
             await bootstrap.close()
+        self._session_settings = self._desired_session()
+        self._base_ef = int(self._session_settings.get("hnsw.ef_search", _ix.DEFAULT_EF_SEARCH))
         self._pool = await asyncpg.create_pool(
             dsn,
             min_size=self._config.pool_min_size,
@@ -210,7 +286,12 @@ class AsyncPGVectorStore:
             command_timeout=self._config.command_timeout,
             init=self._init_connection,
             reset=_keep_session,
+            server_settings=self._session_settings or None,
         )
+        self._dsn = dsn
+        if index_due:
+            self._index_wanted = True
+            self._kick_index()
 
     async def _init_connection(self, connection: asyncpg.Connection) -> None:
         await register_vector(connection, schema=self._extension_schema, numpy=True)
@@ -222,7 +303,12 @@ class AsyncPGVectorStore:
             format="text",
         )
 
-    async def _prepare_schema(self, connection: asyncpg.Connection) -> str:
+    async def _prepare_schema(self, connection: asyncpg.Connection) -> tuple[str, bool]:
+        """Extension, schema, table (and an HNSW index on an empty table), in one transaction.
+
+        Returns the extension's schema and whether an automatic index build is due (it then
+        runs in the background, never in initialize()).
+        """
         sql = self._sql
         async with connection.transaction():
             await connection.execute(
@@ -234,6 +320,12 @@ class AsyncPGVectorStore:
             )
             if extension_schema is None:
                 extension_schema = await self._create_extension(connection)
+            version = await connection.fetchval(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            )
+            # Iterative index scans (and their settings) arrived in pgvector 0.8.0; an older
+            # server would reject the unknown hnsw.* settings.
+            self._iterative = _ix.version_tuple(str(version)) >= (0, 8, 0)
             await connection.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", sql.lock_key()
             )
@@ -257,7 +349,48 @@ class AsyncPGVectorStore:
                     await connection.execute(statement)
                 logger.info("created table %s", sql.table)
             await self._verify_table(connection)
-        return cast(str, extension_schema)
+            index_due = await self._initial_index(connection)
+        return cast(str, extension_schema), index_due
+
+    async def _initial_index(self, connection: asyncpg.Connection) -> bool:
+        """At start-up, inside the schema transaction: is the configured index there and valid?
+
+        An HNSW index on an empty table is built right here (instant). Everything else (a
+        populated table, IVFFlat, an INVALID index to repair) is left to the background task:
+        returns True when that is due.
+        """
+        c = self._config
+        statuses = await self._read_statuses(connection)
+        self._note_statuses(statuses)
+        if c.index_type == "none" or not c.auto_create_index:
+            return False
+        status = statuses[0]  # the configured type's index
+        if status.usable:
+            return False
+        if status.exists:
+            logger.warning(
+                "vector index %s on %s is INVALID (an interrupted CREATE INDEX CONCURRENTLY?) "
+                "and is never used by queries; pgvs will rebuild it in the background",
+                status.name,
+                self._sql.table,
+            )
+            return True
+        if c.index_type != "hnsw":
+            return True
+        # The build lock, transaction-scoped here: no pgvs builder elsewhere may be creating the
+        # same index (two concurrent CREATE INDEX IF NOT EXISTS of one name can fail).
+        locked = await connection.fetchval(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", self._sql.index_lock_key()
+        )
+        if not locked or await connection.fetchval(self._sql.has_rows()):
+            return True
+        spec = self._index_spec("hnsw", None, rows=0)
+        for name, value in self._build_settings(None, None):
+            await connection.execute("SELECT set_config($1, $2, true)", name, value)
+        await connection.execute(spec.create_sql(self._sql.table, concurrently=False))
+        self._ann = True
+        logger.info("created %s index %s on %s", spec.index_type, spec.name, self._sql.table)
+        return False
 
     async def _create_extension(self, connection: asyncpg.Connection) -> str:
         try:
@@ -296,7 +429,16 @@ class AsyncPGVectorStore:
             )
 
     async def close(self) -> None:
-        """Close the pool. Safe to call twice."""
+        """Close the pool. Safe to call twice.
+
+        A background index build still running is cancelled: a concurrent build left half done
+        is an INVALID index, which the next start-up (or create_index) repairs.
+        """
+        task, self._index_task = self._index_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -364,8 +506,19 @@ class AsyncPGVectorStore:
             document_ids=document_ids,
             chunk_indexes=chunk_indexes,
             generated_ids=generated_ids,
-            encode_vector=lambda item: self._coerce_vector(item),
+            encode_vector=self._coerce_checked,
         )
+
+    def _coerce_checked(self, item: Any) -> Any:
+        value = self._coerce_vector(item)
+        limit = self._sparse_limit
+        if limit is not None and value.nnz > limit:
+            # Re-raised by _rows with the row number (as "row N: vector has ...").
+            raise ValueError(
+                f"has {value.nnz} non-zero elements; an HNSW index on sparsevec takes at most "
+                f"{limit} (keep the {limit} largest weights, or use index_type='none')"
+            )
+        return value
 
     def _row_to_result(
         self, row: asyncpg.Record, with_metadata: bool, with_vector: bool
@@ -429,6 +582,7 @@ class AsyncPGVectorStore:
             return []
         arrays = [prepared.columns[name] for name in self._sql.payload_names]
         await pool.execute(self._sql.upsert(), *self._domain_args(), *arrays)
+        self._after_write()
         return prepared.ids
 
     @_translated("update_metadata")
@@ -527,6 +681,86 @@ class AsyncPGVectorStore:
                 records.append(Record(key, row["embedding"], None))
         return records
 
+    def _check_query_options(self, ef_search: int | None, probes: int | None) -> None:
+        for name, value, high in (
+            ("ef_search", ef_search, _ix.MAX_EF_SEARCH),
+            ("probes", probes, 32768),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high
+            ):
+                raise ValidationError(f"{name} must be an integer from 1 to {high}, got {value!r}")
+
+    def _plan_query(
+        self,
+        k: int,
+        filter: Mapping[str, Any] | None,
+        ef_search: int | None,
+        probes: int | None,
+        exact: bool,
+    ) -> _ix.QueryPlan:
+        self._check_query_options(ef_search, probes)
+        return _ix.search_settings(
+            self._config,
+            k=k,
+            filtered=bool(filter) or self._tenant,
+            ann=self._ann,
+            session=self._session_settings,
+            iterative=self._iterative,
+            ef_search=ef_search,
+            probes=probes,
+            exact=exact,
+        )
+
+    async def _fetch_with_settings(
+        self, settings: Sequence[tuple[str, str]], sql: str, *args: Any
+    ) -> list[asyncpg.Record]:
+        """``sql`` in a transaction that first applies ``settings`` with SET LOCAL.
+
+        Three round trips (BEGIN + SET LOCALs as one message, the query, COMMIT). SET LOCAL
+        ends with the transaction, so nothing reaches the next user of the pooled connection;
+        a connection whose transaction could not be ended is terminated, never reused.
+        """
+        async with self.pool.acquire() as connection:
+            try:
+                await connection.execute(_ix.set_local_sql(settings))
+                rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
+            except asyncio.CancelledError:
+                connection.terminate()
+                raise
+            except BaseException:
+                try:
+                    await connection.execute("ROLLBACK")
+                except BaseException:
+                    connection.terminate()
+                raise
+            await connection.execute("COMMIT")
+            return rows
+
+    def _search_statement(
+        self,
+        filter: Mapping[str, Any] | None,
+        include_metadata: bool,
+        include_vectors: bool,
+        resort: bool,
+    ) -> tuple[str, Sequence[Any]]:
+        if filter:
+            compiled = self._compile(filter, self._sql.search_params_start())
+            sql = self._sql.search(
+                condition=compiled.sql,
+                include_metadata=include_metadata,
+                include_vectors=include_vectors,
+                resort=resort,
+            )
+            return sql, compiled.params
+        sql = self._sql.search(
+            condition=None,
+            include_metadata=include_metadata,
+            include_vectors=include_vectors,
+            resort=resort,
+        )
+        return sql, ()
+
     @_translated("search")
     async def search(
         self,
@@ -537,24 +771,40 @@ class AsyncPGVectorStore:
         include_metadata: bool = True,
         include_vectors: bool = False,
         min_score: float | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        exact: bool = False,
     ) -> list[SearchResult]:
         """The ``k`` nearest rows to ``query``, nearest first, as SearchResults.
 
-        One round trip: no transaction, the distance computed once, vectors only when asked.
-        ``min_score`` drops hits scoring below it (the rest of the top k).
+        Without options: one round trip, no transaction, the distance computed once, vectors only
+        when asked. ``min_score`` drops hits scoring below it (the rest of the top k).
+        ``ef_search`` (HNSW) / ``probes`` (IVFFlat) override the store's values for this call;
+        ``exact=True`` bypasses the vector index (exact results). A filtered search uses
+        pgvector's iterative index scans, so it returns ``k`` rows when ``k`` rows match.
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValidationError(f"k must be a positive integer, got {k!r}")
         value = self._query_value(query)
-        if filter:
-            compiled = self._compile(filter, self._sql.search_params_start())
-            sql = self._sql.search(
-                condition=compiled.sql,
-                include_metadata=include_metadata,
-                include_vectors=include_vectors,
+        if (
+            filter
+            or exact
+            or ef_search is not None
+            or probes is not None
+            or self._tenant
+            or (self._ann and k * self._rows_per_result > self._base_ef)
+        ):
+            plan = self._plan_query(k, filter, ef_search, probes, exact)
+            sql, params = self._search_statement(
+                filter, include_metadata, include_vectors, plan.resort
             )
-            params: Sequence[Any] = compiled.params
+            args = (value, k, self._domain, *params) if self._has_domain else (value, k, *params)
+            if plan.settings:
+                rows = await self._fetch_with_settings(plan.settings, sql, *args)
+            else:
+                rows = await self.pool.fetch(sql, *args)
         else:
+            # The hot path: a precomputed statement, one pool.fetch.
             key = (include_metadata, include_vectors)
             sql = self._search_sql.get(key) or self._search_sql.setdefault(
                 key,
@@ -564,11 +814,10 @@ class AsyncPGVectorStore:
                     include_vectors=include_vectors,
                 ),
             )
-            params = ()
-        if self._has_domain:
-            rows = await self.pool.fetch(sql, value, k, self._domain, *params)
-        else:
-            rows = await self.pool.fetch(sql, value, k, *params)
+            if self._has_domain:
+                rows = await self.pool.fetch(sql, value, k, self._domain)
+            else:
+                rows = await self.pool.fetch(sql, value, k)
         results = [self._row_to_result(row, include_metadata, include_vectors) for row in rows]
         if min_score is not None:
             results = [hit for hit in results if hit.score >= min_score]
@@ -584,6 +833,9 @@ class AsyncPGVectorStore:
         include_metadata: bool = True,
         include_vectors: bool = False,
         min_score: float | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        exact: bool = False,
     ) -> list[list[SearchResult]]:
         """``search`` for many queries in one statement; one result list per query, in order."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -596,21 +848,585 @@ class AsyncPGVectorStore:
             values = [self._query_value(query) for query in queries]
         if not values:
             return []
+        plan = self._plan_query(k, filter, ef_search, probes, exact)
         compiled = self._compile(filter, self._sql.search_params_start())
         sql = self._sql.search_batch(
             condition=compiled.sql if filter else None,
             include_metadata=include_metadata,
             include_vectors=include_vectors,
         )
-        rows = await self.pool.fetch(
-            sql, values, k, *self._domain_args(), *(compiled.params if filter else ())
-        )
+        args = (values, k, *self._domain_args(), *(compiled.params if filter else ()))
+        if plan.settings:
+            rows = await self._fetch_with_settings(plan.settings, sql, *args)
+        else:
+            rows = await self.pool.fetch(sql, *args)
         grouped: list[list[SearchResult]] = [[] for _ in values]
         for row in rows:
             hit = self._row_to_result(row, include_metadata, include_vectors)
             if min_score is None or hit.score >= min_score:
                 grouped[row["ord"] - 1].append(hit)
         return grouped
+
+    @_translated("explain_search")
+    async def explain_search(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        exact: bool = False,
+        analyze: bool = False,
+    ) -> SearchExplanation:
+        """The plan of the exact SQL ``search()`` would run (with the same SET LOCALs).
+
+        ``EXPLAIN (FORMAT JSON)``, or ``EXPLAIN (ANALYZE, FORMAT JSON)`` with ``analyze=True``
+        (which runs the search). ``uses_vector_index`` says whether an HNSW/IVFFlat index serves
+        the ordering.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValidationError(f"k must be a positive integer, got {k!r}")
+        value = self._query_value(query)
+        plan = self._plan_query(k, filter, ef_search, probes, exact)
+        sql, params = self._search_statement(filter, True, False, plan.resort)
+        args = (value, k, self._domain, *params) if self._has_domain else (value, k, *params)
+        options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
+        async with self.pool.acquire() as connection:
+            try:
+                await connection.execute(_ix.set_local_sql(plan.settings))
+                document = await connection.fetchval(f"EXPLAIN ({options}) {sql}", *args)
+                names = [
+                    row["name"]
+                    for row in await connection.fetch(
+                        self._sql.VECTOR_INDEXES_QUERY, self._sql.table_text
+                    )
+                ]
+            finally:
+                # Read-only: rolling back ends the SET LOCALs (and EXPLAIN ANALYZE's work).
+                try:
+                    await connection.execute("ROLLBACK")
+                except BaseException:
+                    connection.terminate()
+                    raise
+        tree = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
+        used = _ix.uses_index(tree, names)
+        return SearchExplanation(
+            sql=sql,
+            settings=plan.settings,
+            plan=tree,
+            uses_vector_index=used is not None,
+            index_name=used,
+        )
+
+    # -- vector indexes ------------------------------------------------------------------------
+
+    def _index_spec(
+        self, index_type: str, params: Mapping[str, Any] | None, *, rows: int
+    ) -> _ix.IndexSpec:
+        return _ix.index_spec(
+            self._config,
+            name=self._sql.index_name(index_type),
+            column_sql=self._sql.col("embedding"),
+            index_type=index_type,
+            params=params,
+            rows=rows,
+        )
+
+    def _build_settings(
+        self, maintenance_work_mem: str | int | None, max_parallel_maintenance_workers: int | None
+    ) -> list[tuple[str, str]]:
+        """Per-build settings: the call's, else the store's; validated as config keys."""
+        checked = self._config
+        if maintenance_work_mem is not None or max_parallel_maintenance_workers is not None:
+            overrides: dict[str, Any] = {}
+            if maintenance_work_mem is not None:
+                overrides["maintenance_work_mem"] = maintenance_work_mem
+            if max_parallel_maintenance_workers is not None:
+                overrides["max_parallel_maintenance_workers"] = max_parallel_maintenance_workers
+            checked = checked.replace(**overrides)
+        return _ix.build_settings(
+            checked.maintenance_work_mem, checked.max_parallel_maintenance_workers
+        )
+
+    async def _read_statuses(self, connection: Any) -> list[IndexStatus]:
+        """The status of every index name this store may own, the configured type's first."""
+        names = self._sql.index_names()
+        rows = await connection.fetch(self._sql.INDEX_STATUS_QUERY, self._sql.table_text, names)
+        by_name = {row["name"]: row for row in rows}
+        statuses = []
+        for name in names:
+            row = by_name.get(name)
+            if row is None:
+                statuses.append(IndexStatus(name=name, exists=False))
+                continue
+            statuses.append(
+                IndexStatus(
+                    name=name,
+                    exists=True,
+                    valid=bool(row["valid"]),
+                    index_type=row["method"],
+                    params=_ix.parse_reloptions(row["reloptions"]),
+                    size_bytes=int(row["size_bytes"]),
+                    opclass=row["opclass"],
+                    definition=row["definition"],
+                    building=bool(row["building"]),
+                )
+            )
+        return statuses
+
+    def _note_statuses(self, statuses: Sequence[IndexStatus]) -> None:
+        """Remember what the query defaults depend on: an index exists, IVFFlat's lists."""
+        if any(status.exists for status in statuses):
+            self._ann = True
+        self._index_lists = next(
+            (
+                int(status.params.get("lists", 100))  # pgvector's default lists
+                for status in statuses
+                if status.exists and status.index_type == "ivfflat"
+            ),
+            None,
+        )
+
+    def _desired_session(self) -> dict[str, str]:
+        return _ix.session_settings(self._config, managed=self._ann, lists=self._index_lists)
+
+    async def _refresh_session(self, connection: Any) -> None:
+        """Re-read the store's indexes; when the query defaults change, new pool connections get
+        them (as startup parameters) and the open ones are replaced as they come back."""
+        self._note_statuses(await self._read_statuses(connection))
+        settings = self._desired_session()
+        pool = self._pool
+        if settings == self._session_settings or pool is None:
+            return
+        self._session_settings = settings
+        self._base_ef = int(settings.get("hnsw.ef_search", _ix.DEFAULT_EF_SEARCH))
+        pool.set_connect_args(
+            self._dsn,
+            command_timeout=self._config.command_timeout,
+            server_settings=settings or None,
+        )
+        await pool.expire_connections()
+
+    async def _status_named(self, connection: Any, name: str) -> IndexStatus:
+        for status in await self._read_statuses(connection):
+            if status.name == name:
+                return status
+        raise AssertionError(name)  # pragma: no cover - index_names() lists every name
+
+    async def _connect_dedicated(self) -> asyncpg.Connection:
+        """A connection outside the pool, for work that outlives a statement timeout or holds a
+        session-level lock (index builds). No command timeout: builds may take hours."""
+        self.pool  # noqa: B018 - raises StoreClosedError when not initialized
+        assert self._dsn is not None
+        connection = await asyncpg.connect(self._dsn, timeout=self._config.command_timeout or 60)
+        # Builds speak through notices (pgvector's "hnsw graph no longer fits into
+        # maintenance_work_mem after N tuples" is advice worth seeing): pass them to the log.
+        connection.add_log_listener(_log_server_message)
+        return connection
+
+    async def _lock_builds(self, connection: asyncpg.Connection, *, wait: bool) -> bool:
+        """Take the table's index-build lock (session level) on ``connection``.
+
+        Waiting polls ``pg_try_advisory_lock`` instead of blocking in ``pg_advisory_lock``: a
+        session blocked inside a statement holds a snapshot, which a concurrent
+        ``CREATE INDEX CONCURRENTLY`` (the lock holder's) waits for: a deadlock.
+        """
+        key = self._sql.index_lock_key()
+        while True:
+            if await connection.fetchval(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key
+            ):
+                return True
+            if not wait:
+                return False
+            await asyncio.sleep(_LOCK_POLL)
+
+    async def _execute_build(
+        self,
+        connection: asyncpg.Connection,
+        statement: str,
+        *,
+        concurrently: bool,
+        settings: Sequence[tuple[str, str]],
+        progress: ProgressCallback | bool | None,
+        description: str,
+    ) -> None:
+        """Run one CREATE INDEX / REINDEX with its settings, reporting progress if asked.
+
+        Without CONCURRENTLY the statement runs in a transaction and the settings are
+        ``SET LOCAL``. CONCURRENTLY cannot run in a transaction block, so the settings are
+        session-level on this dedicated connection and reset right after.
+        """
+        bar = _ProgressBar(description) if progress is True else None
+        callback: ProgressCallback | None = bar if bar is not None else progress or None  # type: ignore[assignment]
+
+        async def build() -> None:
+            if concurrently:
+                for name, value in settings:
+                    await connection.execute("SELECT set_config($1, $2, false)", name, value)
+                try:
+                    await connection.execute(statement)
+                finally:
+                    for name, _ in settings:
+                        await connection.execute(f"RESET {name}")  # a fixed setting name
+                return
+            async with connection.transaction():
+                for name, value in settings:
+                    await connection.execute("SELECT set_config($1, $2, true)", name, value)
+                await connection.execute(statement)
+
+        try:
+            if callback is None:
+                await build()
+            else:
+                await self._watch_build(connection.get_server_pid(), build(), callback)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    async def _watch_build(
+        self, pid: int, build: Coroutine[Any, Any, None], callback: ProgressCallback
+    ) -> None:
+        """Run ``build`` while sampling its progress from another connection (the pool)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task = asyncio.ensure_future(build)
+        last: IndexProgress | None = None
+        report: ProgressCallback | None = callback
+
+        def emit(sample: IndexProgress) -> None:
+            nonlocal report
+            if report is None:
+                return
+            try:
+                report(sample)
+            except Exception:  # a broken callback must not abort (or leak into) the build
+                logger.exception("index progress callback failed; no more progress reports")
+                report = None
+
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=_PROGRESS_INTERVAL)
+                if task.done():
+                    break
+                row = await self.pool.fetchrow(self._sql.PROGRESS_QUERY, pid)
+                sample = _ix.progress_from_row(row, loop.time() - started)
+                if sample is not None and sample != last:
+                    emit(sample)
+                    last = sample
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        emit(IndexProgress("done", 100.0, elapsed=loop.time() - started))
+
+    async def _build(
+        self,
+        index_type: str,
+        params: Mapping[str, Any] | None,
+        *,
+        concurrently: bool,
+        wait: bool,
+        settings: Sequence[tuple[str, str]],
+        progress: ProgressCallback | bool | None = None,
+    ) -> IndexStatus | None:
+        """Make the index of ``index_type`` exist and be valid; the catalog decides, under the lock.
+
+        ``wait=False`` (automatic builds) gives up when another builder holds the lock (None).
+        An existing valid index is kept (with explicit, different ``params`` that is an error);
+        an INVALID one is reported, dropped and rebuilt, never kept.
+        """
+        self._index_spec(index_type, params, rows=0)  # refuse impossible requests before I/O
+        name = self._sql.index_name(index_type)
+        connection = await self._connect_dedicated()
+        try:
+            if not await self._lock_builds(connection, wait=wait):
+                return None
+            status = await self._status_named(connection, name)
+            if status.usable:
+                self._ann = True
+                await self._refresh_session(connection)
+                wanted = _ix.check_index_params(index_type, params or {})
+                different = {k: v for k, v in wanted.items() if status.params.get(k) != v}
+                if params is not None and different:
+                    raise ConfigurationError(
+                        f"index {name} exists with {dict(status.params)}, not {different}",
+                        hint="drop_index() first to rebuild it with other parameters.",
+                    )
+                return status
+            if status.exists:
+                if status.building:
+                    # Not a pgvs builder (they hold the lock we hold): leave its build alone.
+                    raise DatabaseError(
+                        f"index {name} is being built by another session outside pgvs",
+                        hint="Wait for that build to finish, or cancel it, then retry.",
+                    )
+                logger.warning(
+                    "vector index %s on %s is INVALID (an interrupted concurrent build?); "
+                    "dropping and rebuilding it",
+                    name,
+                    self._sql.table,
+                )
+                await connection.execute(self._sql.drop_index(name, concurrently=concurrently))
+            rows = 0
+            if index_type == "ivfflat" and "lists" not in (
+                params if params is not None else self._config.index_params
+            ):
+                rows = int(await connection.fetchval(self._sql.count_all()))
+            spec = self._index_spec(index_type, params, rows=rows)
+            logger.info("building %s index %s on %s", index_type, name, self._sql.table)
+            await self._execute_build(
+                connection,
+                spec.create_sql(self._sql.table, concurrently=concurrently),
+                concurrently=concurrently,
+                settings=settings,
+                progress=progress,
+                description=f"{index_type} index",
+            )
+            status = await self._status_named(connection, name)
+            if not status.usable:
+                raise DatabaseError(
+                    f"index {name} was built but is not valid",
+                    hint="Check the server log; reindex() or drop_index() and retry.",
+                )
+            self._ann = True
+            await self._refresh_session(connection)
+            return status
+        except BaseException:
+            await self._abandon(connection)
+            raise
+        finally:
+            if not connection.is_closed():
+                await connection.close()
+
+    async def _abandon(self, connection: asyncpg.Connection) -> None:
+        """End a dedicated connection whose build was interrupted (cancelled, or an error).
+
+        Closing the socket alone does not stop the server: a backend busy building an index
+        only notices a vanished client when it next writes to it, after the build. So the build
+        is cancelled explicitly, from the pool, and the session ends (its lock with it). A
+        concurrent build interrupted so leaves an INVALID index, which the next build repairs.
+        """
+        pid = connection.get_server_pid()
+        connection.terminate()
+        pool = self._pool
+        if pool is None:
+            return
+        cancel = asyncio.ensure_future(pool.execute("SELECT pg_cancel_backend($1)", pid))
+        try:
+            await asyncio.shield(cancel)  # a second cancellation must not stop this one
+        except Exception as exc:  # the build's own error matters more than this one
+            logger.debug("could not cancel the index build of backend %s: %s", pid, exc)
+
+    def _after_write(self) -> None:
+        """Every write path calls this once its rows are committed: while the automatic index is
+        still due, it starts a cheap check in the background. It never waits for a build."""
+        if self._index_wanted:
+            self._kick_index()
+
+    def _kick_index(self) -> None:
+        """Start (or ask for another pass of) the automatic build; never waits for it."""
+        task = self._index_task
+        if task is not None and not task.done():
+            self._index_recheck = True
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._index_retry_at:
+            return
+        self._index_task = loop.create_task(
+            self._auto_index(), name=f"pgvs-index-{self._config.table_name}"
+        )
+
+    async def _auto_index(self) -> None:
+        """The background task: check, and build when due, until the index is valid or a check
+        finds nothing to do (another pass runs if writes came in meanwhile)."""
+        try:
+            while True:
+                self._index_recheck = False
+                if await self._auto_index_once():
+                    self._index_wanted = False
+                    self._index_error = None
+                    return
+                if not self._index_recheck:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = translate_error(exc, operation="create_index")
+            self._index_error = error
+            self._index_retry_at = asyncio.get_running_loop().time() + _AUTO_RETRY_DELAY
+            logger.warning("automatic index build on %s failed: %s", self._sql.table, error)
+
+    async def _auto_index_once(self) -> bool:
+        c = self._config
+        status = await self._status_named(self.pool, self._sql.index_name(c.index_type))
+        if status.usable:
+            self._ann = True
+            await self._refresh_session(self.pool)  # built by another process, perhaps
+            return True
+        if status.building:
+            return False  # someone is on it; a later write checks again
+        if c.index_type == "ivfflat" and not status.exists:
+            rows = await self.pool.fetchval(self._sql.rows_at_least(), c.min_rows_for_index)
+            if rows < c.min_rows_for_index:
+                return False
+        built = await self._build(
+            c.index_type,
+            None,
+            concurrently=True,  # the table is live: never block its writers
+            wait=False,
+            settings=self._build_settings(None, None),
+        )
+        return built is not None and built.usable
+
+    @_translated("create_index")
+    async def create_index(
+        self,
+        index_type: str | None = None,
+        params: Mapping[str, int] | None = None,
+        *,
+        concurrently: bool = False,
+        maintenance_work_mem: str | int | None = None,
+        max_parallel_maintenance_workers: int | None = None,
+        progress: ProgressCallback | bool | None = None,
+    ) -> IndexStatus:
+        """Build the store's vector index (``"hnsw"`` or ``"ivfflat"``; default: the config's).
+
+        Safe to call from many processes at once: builders take turns under an advisory lock
+        and the catalog decides, so exactly one index is built. An existing valid index is kept;
+        an INVALID one is dropped and rebuilt. ``params``: ``m``/``ef_construction`` (HNSW) or
+        ``lists`` (IVFFlat; default rows/1000, sqrt(rows) past a million rows).
+        ``concurrently=True`` builds without blocking writes (slower). ``progress``: a callback
+        taking :class:`IndexProgress` samples, or True for a tqdm progress bar.
+        """
+        chosen = index_type if index_type is not None else self._config.index_type
+        if chosen == "none":
+            raise ConfigurationError(
+                "create_index() needs an index type: this store's index_type is 'none'",
+                hint="Pass 'hnsw' or 'ivfflat'.",
+            )
+        settings = self._build_settings(maintenance_work_mem, max_parallel_maintenance_workers)
+        status = await self._build(
+            chosen,
+            params,
+            concurrently=concurrently,
+            wait=True,
+            settings=settings,
+            progress=progress,
+        )
+        assert status is not None  # wait=True always ends with a status or an error
+        if chosen == self._config.index_type:
+            self._index_wanted = False
+        return status
+
+    @_translated("drop_index")
+    async def drop_index(self, *, concurrently: bool = False) -> bool:
+        """Drop the store's vector index(es); True when one was dropped.
+
+        A background build of this store is cancelled first. Automatic creation does not rebuild
+        it in this store object; a new store (a restart) with ``auto_create_index`` would.
+        """
+        task, self._index_task = self._index_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._index_wanted = False
+        connection = await self._connect_dedicated()
+        try:
+            await self._lock_builds(connection, wait=True)
+            dropped = False
+            for status in await self._read_statuses(connection):
+                if status.exists:
+                    await connection.execute(
+                        self._sql.drop_index(status.name, concurrently=concurrently)
+                    )
+                    logger.info("dropped index %s", status.name)
+                    dropped = True
+            self._ann = self._config.index_type != "none"
+            await self._refresh_session(connection)
+            return dropped
+        finally:
+            await connection.close()
+
+    @_translated("reindex")
+    async def reindex(
+        self,
+        *,
+        concurrently: bool = False,
+        maintenance_work_mem: str | int | None = None,
+        max_parallel_maintenance_workers: int | None = None,
+        progress: ProgressCallback | bool | None = None,
+    ) -> IndexStatus:
+        """Rebuild the store's vector index in place (``REINDEX INDEX [CONCURRENTLY]``).
+
+        Repairs an INVALID index too. Returns the new status; when there is no index, returns
+        the (missing) status and does nothing.
+        """
+        settings = self._build_settings(maintenance_work_mem, max_parallel_maintenance_workers)
+        connection = await self._connect_dedicated()
+        try:
+            await self._lock_builds(connection, wait=True)
+            statuses = [s for s in await self._read_statuses(connection) if s.exists]
+            if not statuses:
+                return (await self._read_statuses(connection))[0]
+            for status in statuses:
+                if status.building:
+                    raise DatabaseError(
+                        f"index {status.name} is being built by another session outside pgvs",
+                        hint="Wait for that build to finish, or cancel it, then retry.",
+                    )
+                await self._execute_build(
+                    connection,
+                    self._sql.reindex(status.name, concurrently=concurrently),
+                    concurrently=concurrently,
+                    settings=settings,
+                    progress=progress,
+                    description=f"reindex {status.index_type}",
+                )
+            await self._refresh_session(connection)
+            return await self._status_named(connection, statuses[0].name)
+        except BaseException:
+            await self._abandon(connection)
+            raise
+        finally:
+            if not connection.is_closed():
+                await connection.close()
+
+    @_translated("index_status")
+    async def index_status(self) -> IndexStatus:
+        """The store's vector index as the catalog sees it: exists, valid, type, params, size.
+
+        The configured type's index when it exists, else another index this store built, else a
+        status with ``exists=False``.
+        """
+        statuses = await self._read_statuses(self.pool)
+        return next((status for status in statuses if status.exists), statuses[0])
+
+    @_translated("wait_for_index")
+    async def wait_for_index(self, timeout: float | None = None) -> IndexStatus:
+        """Wait for this store's automatic index build (if one is running) and return the status.
+
+        Raises the build's error if it failed, and QueryTimeoutError after ``timeout`` seconds
+        (the build goes on).
+        """
+        task = self._index_task
+        if task is not None and not task.done():
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        if self._index_error is not None:
+            raise self._index_error
+        return await self.index_status()
+
+
+def _log_server_message(connection: Any, message: Any) -> None:
+    severity = getattr(message, "severity", "NOTICE")
+    text = str(getattr(message, "message", message))
+    hint = getattr(message, "hint", None)
+    level = logging.WARNING if severity == "WARNING" else logging.INFO
+    logger.log(level, "server %s: %s%s", severity, text, f" ({hint})" if hint else "")
 
 
 def _encode_jsonb(value: Any) -> str:

@@ -29,8 +29,9 @@ from typing import Any, TypeVar
 
 from .config import StoreConfig
 from .errors import PGVSError, StoreClosedError
+from .indexes import IndexStatus, SearchExplanation
 from .results import Record, SearchResult
-from .store import AsyncPGVectorStore, _translated
+from .store import AsyncPGVectorStore, ProgressCallback, _translated
 
 __all__ = ["PGVectorStore"]
 
@@ -313,6 +314,9 @@ class PGVectorStore:
         include_metadata: bool = True,
         include_vectors: bool = False,
         min_score: float | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        exact: bool = False,
     ) -> list[SearchResult]:
         return self._call(
             self._store.search(
@@ -322,6 +326,9 @@ class PGVectorStore:
                 include_metadata=include_metadata,
                 include_vectors=include_vectors,
                 min_score=min_score,
+                ef_search=ef_search,
+                probes=probes,
+                exact=exact,
             )
         )
 
@@ -334,6 +341,9 @@ class PGVectorStore:
         include_metadata: bool = True,
         include_vectors: bool = False,
         min_score: float | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        exact: bool = False,
     ) -> list[SearchResult]:
         return await self._acall(
             self._store.search(
@@ -343,6 +353,9 @@ class PGVectorStore:
                 include_metadata=include_metadata,
                 include_vectors=include_vectors,
                 min_score=min_score,
+                ef_search=ef_search,
+                probes=probes,
+                exact=exact,
             )
         )
 
@@ -355,6 +368,9 @@ class PGVectorStore:
         include_metadata: bool = True,
         include_vectors: bool = False,
         min_score: float | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        exact: bool = False,
     ) -> list[list[SearchResult]]:
         return self._call(
             self._store.search_batch(
@@ -364,6 +380,9 @@ class PGVectorStore:
                 include_metadata=include_metadata,
                 include_vectors=include_vectors,
                 min_score=min_score,
+                ef_search=ef_search,
+                probes=probes,
+                exact=exact,
             )
         )
 
@@ -376,6 +395,9 @@ class PGVectorStore:
         include_metadata: bool = True,
         include_vectors: bool = False,
         min_score: float | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        exact: bool = False,
     ) -> list[list[SearchResult]]:
         return await self._acall(
             self._store.search_batch(
@@ -385,8 +407,153 @@ class PGVectorStore:
                 include_metadata=include_metadata,
                 include_vectors=include_vectors,
                 min_score=min_score,
+                ef_search=ef_search,
+                probes=probes,
+                exact=exact,
             )
         )
+
+    def explain_search(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        exact: bool = False,
+        analyze: bool = False,
+    ) -> SearchExplanation:
+        return self._call(
+            self._store.explain_search(
+                query,
+                k,
+                filter=filter,
+                ef_search=ef_search,
+                probes=probes,
+                exact=exact,
+                analyze=analyze,
+            )
+        )
+
+    async def aexplain_search(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        exact: bool = False,
+        analyze: bool = False,
+    ) -> SearchExplanation:
+        return await self._acall(
+            self._store.explain_search(
+                query,
+                k,
+                filter=filter,
+                ef_search=ef_search,
+                probes=probes,
+                exact=exact,
+                analyze=analyze,
+            )
+        )
+
+    # -- vector indexes ------------------------------------------------------------------------
+
+    def create_index(
+        self,
+        index_type: str | None = None,
+        params: Mapping[str, int] | None = None,
+        *,
+        concurrently: bool = False,
+        maintenance_work_mem: str | int | None = None,
+        max_parallel_maintenance_workers: int | None = None,
+        progress: ProgressCallback | bool | None = None,
+    ) -> IndexStatus:
+        return self._call(
+            self._store.create_index(
+                index_type,
+                params,
+                concurrently=concurrently,
+                maintenance_work_mem=maintenance_work_mem,
+                max_parallel_maintenance_workers=max_parallel_maintenance_workers,
+                progress=progress,
+            )
+        )
+
+    async def acreate_index(
+        self,
+        index_type: str | None = None,
+        params: Mapping[str, int] | None = None,
+        *,
+        concurrently: bool = False,
+        maintenance_work_mem: str | int | None = None,
+        max_parallel_maintenance_workers: int | None = None,
+        progress: ProgressCallback | bool | None = None,
+    ) -> IndexStatus:
+        return await self._acall(
+            self._store.create_index(
+                index_type,
+                params,
+                concurrently=concurrently,
+                maintenance_work_mem=maintenance_work_mem,
+                max_parallel_maintenance_workers=max_parallel_maintenance_workers,
+                progress=progress,
+            )
+        )
+
+    def drop_index(self, *, concurrently: bool = False) -> bool:
+        return self._call(self._store.drop_index(concurrently=concurrently))
+
+    async def adrop_index(self, *, concurrently: bool = False) -> bool:
+        return await self._acall(self._store.drop_index(concurrently=concurrently))
+
+    def reindex(
+        self,
+        *,
+        concurrently: bool = False,
+        maintenance_work_mem: str | int | None = None,
+        max_parallel_maintenance_workers: int | None = None,
+        progress: ProgressCallback | bool | None = None,
+    ) -> IndexStatus:
+        return self._call(
+            self._store.reindex(
+                concurrently=concurrently,
+                maintenance_work_mem=maintenance_work_mem,
+                max_parallel_maintenance_workers=max_parallel_maintenance_workers,
+                progress=progress,
+            )
+        )
+
+    async def areindex(
+        self,
+        *,
+        concurrently: bool = False,
+        maintenance_work_mem: str | int | None = None,
+        max_parallel_maintenance_workers: int | None = None,
+        progress: ProgressCallback | bool | None = None,
+    ) -> IndexStatus:
+        return await self._acall(
+            self._store.reindex(
+                concurrently=concurrently,
+                maintenance_work_mem=maintenance_work_mem,
+                max_parallel_maintenance_workers=max_parallel_maintenance_workers,
+                progress=progress,
+            )
+        )
+
+    def index_status(self) -> IndexStatus:
+        return self._call(self._store.index_status())
+
+    async def aindex_status(self) -> IndexStatus:
+        return await self._acall(self._store.index_status())
+
+    def wait_for_index(self, timeout: float | None = None) -> IndexStatus:
+        return self._call(self._store.wait_for_index(timeout))
+
+    async def await_for_index(self, timeout: float | None = None) -> IndexStatus:
+        return await self._acall(self._store.wait_for_index(timeout))
 
 
 def _after_fork_in_child() -> None:
