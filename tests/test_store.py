@@ -334,6 +334,10 @@ async def test_tables_are_created_with_storage_and_gin_index(
         table_name,
     )
     assert storage == "m"
+    options = await raw_conn.fetchval(
+        "SELECT reloptions FROM pg_class WHERE oid = $1::regclass", table_name
+    )
+    assert options == ["toast_tuple_target=8160"]
     indexes = await raw_conn.fetch(
         "SELECT indexdef FROM pg_indexes WHERE tablename = $1", table_name
     )
@@ -410,3 +414,76 @@ async def test_closed_store_says_so(pg_dsn: str) -> None:
     store = AsyncPGVectorStore(connection_string=pg_dsn, dimensions=3)
     with pytest.raises(StoreClosedError, match="initialize"):
         await store.count()
+
+
+async def test_bit_store_hamming_and_jaccard(pg_dsn: str, table_name: str) -> None:
+    from pgvs import Bit
+
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn,
+        dimensions=8,
+        table_name=table_name,
+        vector_type="bit",
+        metric="hamming",
+        index_type="none",
+    ) as store:
+        ids = await store.add_vectors(["11110000", Bit("00001111"), [True] * 8])
+        hits = await store.search("11100000", k=3)
+        assert [h.id for h in hits] == [ids[0], ids[2], ids[1]]
+        assert [h.distance for h in hits] == [1.0, 5.0, 7.0]
+        assert hits[0].score == pytest.approx(1 - 1 / 8)
+        ((vector, _),) = await store.get_vectors([ids[1]])
+        assert vector == Bit("00001111")
+        with pytest.raises(ValidationError, match="row 0: vector has 4 dimensions, expected 8"):
+            await store.add_vectors(["1111"])
+
+
+async def test_sparsevec_store(pg_dsn: str, table_name: str) -> None:
+    from pgvs import SparseVector
+
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn,
+        dimensions=1000,
+        table_name=table_name,
+        vector_type="sparsevec",
+        metric="inner_product",
+        index_type="none",
+    ) as store:
+        ids = await store.add_vectors([{3: 1.0, 999: 2.0}, SparseVector({3: 0.5}, 1000), {10: 4.0}])
+        hits = await store.search({3: 1.0, 999: 1.0}, k=2)
+        assert [h.id for h in hits] == [ids[0], ids[1]]
+        assert hits[0].score == pytest.approx(3.0)
+        ((vector, _),) = await store.get_vectors([ids[2]])
+        assert vector == SparseVector({10: 4.0}, 1000)
+        with pytest.raises(ValidationError, match="row 0: vector"):
+            await store.add_vectors([{1000: 1.0}])
+
+
+@pytest.mark.parametrize(
+    ("dimensions", "storage", "options"),
+    [
+        (1700, "m", ["toast_tuple_target=8160"]),
+        (3000, "e", None),
+    ],
+)
+async def test_large_vectors_are_stored_out_of_line_uncompressed(
+    pg_dsn: str,
+    table_name: str,
+    raw_conn: asyncpg.Connection,
+    dimensions: int,
+    storage: str,
+    options: list[str] | None,
+) -> None:
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=dimensions, table_name=table_name, index_type="none"
+    ) as store:
+        await store.add_vectors(np.ones((2, dimensions), dtype=np.float32), contents=["x", "y"])
+        assert (await store.search(np.ones(dimensions, dtype=np.float32), k=1))[0].content
+    row = await raw_conn.fetchrow(
+        "SELECT a.attstorage::text AS storage, c.reloptions FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid "
+        "WHERE a.attrelid = $1::regclass AND a.attname = 'embedding'",
+        table_name,
+    )
+    assert row["storage"] == storage
+    assert row["reloptions"] == options

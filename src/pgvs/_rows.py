@@ -322,5 +322,7 @@ def encode_vectors(config: StoreConfig, vectors: Any, encode_vector: Any = None)
         size = getattr(value, "dim", None) or getattr(value, "length", None)
         if size != config.dimensions:
             raise _bad(row, "vector", f"has {size} dimensions, expected {config.dimensions}")
-        encoded.append(value)
+        # Wire bytes, not the object: asyncpg would iterate a sized, iterable value as a
+        # sub-array of the array parameter.
+        encoded.append(value.to_binary())
     return encoded

@@ -32,10 +32,19 @@ _ID_DDL = {
 }
 _ID_ARRAY = {"uuid": "uuid[]", "text": "text[]", "bigint": "bigint[]"}
 
-# Where the embedding is kept. Measured for 768-d vectors (bench/storage.py, figures in the
-# README): EXTENDED (PostgreSQL's default) tries pglz on every 3 KB vector, fails to compress
-# float noise and moves it to the TOAST table, so each read is an extra index lookup.
+# Where the embedding is kept (python -m bench storage; figures in the README). PostgreSQL's
+# EXTENDED default tries pglz on every vector (float noise does not compress) and moves it to the
+# TOAST table, so exact scans read it through an extra index: 2.7-3x slower at 768-d. MAIN alone
+# keeps the vector in the row, but a row over ~2 KB then gets content and metadata compressed
+# or moved out instead (metadata scans 3-5x slower). MAIN with toast_tuple_target = 8160 keeps
+# whole rows inline while they fit a page: fastest COPY (1.4-1.7x MAIN), nothing in TOAST.
+# A vector too large for a page goes EXTERNAL: out of line, never compressed.
 EMBEDDING_STORAGE = "main"
+EMBEDDING_STORAGE_LARGE = "external"
+_TOAST_TUPLE_TARGET = 8160
+# Largest embedding (bytes on disk) kept inline: leaves room in an 8 KB page for the other
+# columns' headers; above it content and metadata would be pushed out to keep the vector in.
+_INLINE_EMBEDDING_BYTES = 7000
 
 
 def derived_name(base: str, suffix: str) -> str:
@@ -74,6 +83,13 @@ class Statements:
 
     def has(self, logical: str) -> bool:
         return self.config.column(logical) is not None
+
+    @property
+    def inline_embedding(self) -> bool:
+        """Whether the embedding is kept in the row (see EMBEDDING_STORAGE)."""
+        c = self.config
+        size = {"vector": 4 * c.dimensions, "halfvec": 2 * c.dimensions, "bit": c.dimensions // 8}
+        return c.vector_type != "sparsevec" and size[c.vector_type] + 8 <= _INLINE_EMBEDDING_BYTES
 
     @property
     def vector_sql_type(self) -> str:
@@ -194,9 +210,22 @@ class Statements:
         columns.append(f"PRIMARY KEY ({', '.join(self.conflict_columns)})")
         gin_name = quote_ident(derived_name(c.table_name, "metadata_gin"))
         statements = [
-            f"CREATE TABLE IF NOT EXISTS {self.table} (\n    " + ",\n    ".join(columns) + "\n)",
-            f"ALTER TABLE {self.table} ALTER COLUMN {self.col('embedding')} "
-            f"SET STORAGE {EMBEDDING_STORAGE.upper()}",
+            f"CREATE TABLE IF NOT EXISTS {self.table} (\n    "
+            + ",\n    ".join(columns)
+            + "\n)"
+            + (
+                f" WITH (toast_tuple_target = {_TOAST_TUPLE_TARGET})"
+                if self.inline_embedding
+                else ""
+            ),
+        ]
+        if self.config.vector_type != "sparsevec":  # variable size: PostgreSQL's default fits
+            storage = EMBEDDING_STORAGE if self.inline_embedding else EMBEDDING_STORAGE_LARGE
+            statements.append(
+                f"ALTER TABLE {self.table} ALTER COLUMN {self.col('embedding')} "
+                f"SET STORAGE {storage.upper()}"
+            )
+        statements += [
             f"CREATE INDEX IF NOT EXISTS {gin_name} ON {self.table} "
             f"USING gin ({self.col('metadata')} jsonb_path_ops)",
         ]
@@ -227,7 +256,7 @@ class Statements:
 
     def _payload_columns(self) -> list[tuple[str, str]]:
         """(logical name, array type) of the per-row values add_vectors sends, in order."""
-        payload = [("id", self.id_array_type), ("embedding", f"{self.config.vector_type}[]")]
+        payload = [("id", self.id_array_type), ("embedding", f"{self.query_cast}[]")]
         payload.append(("metadata", "jsonb[]"))
         for logical, array_type in (
             ("content", "text[]"),
@@ -349,8 +378,13 @@ class Statements:
         include_metadata: bool,
         include_vectors: bool,
         resort: bool,
+        limit: str = "$2::integer",
+        domain_param: int = 3,
     ) -> str:
         """Top-k rows by distance to ``query`` (an SQL expression). $2 = k, $3 = domain.
+
+        ``limit``/``domain_param`` let the plain search write k as a literal instead (see
+        :meth:`search_plain`).
 
         Plain: ORDER BY the distance output column, so an ANN index can serve the ordering and
         nothing computes it twice. Quantized: order by the index's expression for
@@ -362,7 +396,7 @@ class Statements:
             f"{self.col('embedding')} {self.operator} {query} AS distance",
             *self._row_columns(include_metadata, include_vectors),
         ]
-        where = self._domain_condition(None, 3)
+        where = self._domain_condition(None, domain_param)
         if condition:
             where += f"({condition}) AND "
         where = where[: -len(" AND ")] if where else ""
@@ -371,11 +405,9 @@ class Statements:
         )
         if self.config.index_quantization != "none":
             factor = self.rerank_factor  # an int validated by StoreConfig
-            candidates = (
-                f"{head} ORDER BY {self._index_order(query)} LIMIT $2::integer * {int(factor)}"
-            )
-            return f"SELECT * FROM ({candidates}) AS c ORDER BY distance LIMIT $2::integer"
-        plain = f"{head} ORDER BY distance LIMIT $2::integer"
+            candidates = f"{head} ORDER BY {self._index_order(query)} LIMIT {limit} * {int(factor)}"
+            return f"SELECT * FROM ({candidates}) AS c ORDER BY distance LIMIT {limit}"
+        plain = f"{head} ORDER BY distance LIMIT {limit}"
         if resort:
             return f"SELECT * FROM ({plain}) AS r ORDER BY distance"
         return plain
@@ -395,6 +427,23 @@ class Statements:
             include_metadata=include_metadata,
             include_vectors=include_vectors,
             resort=resort,
+        )
+
+    def search_plain(self, k: int, *, include_metadata: bool, include_vectors: bool) -> str:
+        """The unfiltered top-k with k written as a literal. $1 = query vector, $2 = domain.
+
+        With ``LIMIT $n`` the planner must guess the row count, so a prepared statement never
+        settles on a generic plan and is re-planned on every call (measured: ~10 % of a 2 ms
+        search); with a literal k it is planned once per connection. ``k`` is a validated int.
+        """
+        return self._top_k(
+            query=f"$1::{self.query_cast}",
+            condition=None,
+            include_metadata=include_metadata,
+            include_vectors=include_vectors,
+            resort=False,
+            limit=str(int(k)),
+            domain_param=2,
         )
 
     def search_params_start(self) -> int:

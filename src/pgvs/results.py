@@ -13,7 +13,9 @@ from typing import Any
 __all__ = ["Record", "SearchResult"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets every field through object.__setattr__, which made building
+# ten results cost several times reading them (measured in bench/search.py's breakdown).
+@dataclass(slots=True)
 class SearchResult:
     """One search hit. Unpacks as ``(id, score, metadata)``.
 
@@ -34,7 +36,7 @@ class SearchResult:
         return iter((self.id, self.score, self.metadata))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
     """One stored row from ``get_vectors``. Unpacks as ``(vector, metadata)``.
 

@@ -58,6 +58,9 @@ R = TypeVar("R")
 Self = TypeVar("Self", bound="AsyncPGVectorStore")
 
 _EXTENSION_LOCK = "pgvs:extension:vector"
+# Distinct (k, columns) plain-search statements kept; asyncpg's per-connection statement cache
+# (100 by default) should hold them all.
+_PLAIN_SEARCH_STATEMENTS = 64
 _VECTOR_HEADER = struct.Struct(">HH")
 _FILTER_KINDS: dict[str, Literal["text", "integer", "timestamptz", "uuid"]] = {
     "document_id": "text",
@@ -165,8 +168,9 @@ class AsyncPGVectorStore:
         self._pool: asyncpg.Pool | None = None
         self._extension_schema: str | None = None
         self._filter_target = self._build_filter_target()
-        self._search_sql: dict[tuple[bool, bool], str] = {}
+        self._search_sql: dict[tuple[int, bool, bool], str] = {}
         self._dense = self._config.vector_type in ("vector", "halfvec")
+        self._query_shape = (self._config.dimensions,)
         self._dsn: str | None = None
         # Query settings: the store-level ones are startup parameters of the pool's connections;
         # a search leaves the one-round-trip path only when it needs more (see _needs_settings).
@@ -467,15 +471,14 @@ class AsyncPGVectorStore:
         half = self._config.vector_type == "halfvec"
         if (
             not half
-            and isinstance(query, np.ndarray)
-            and query.ndim == 1
+            and type(query) is np.ndarray
             and query.dtype == np.float32
-            and query.shape[0] == self._config.dimensions
-            and np.isfinite(query.sum(dtype=np.float64))
+            and query.shape == self._query_shape
         ):
-            return _VECTOR_HEADER.pack(query.shape[0], 0) + query.astype(">f4").tobytes()
+            # The codec's fast path validates (finite values) and encodes in one pass.
+            return query
         matrix = _rows.vectors_to_matrix([query], self._config.dimensions, half=half, what="query")
-        return _rows.encode_matrix(matrix, half=half)[0]
+        return matrix[0] if not half else _rows.encode_matrix(matrix, half=True)[0]
 
     def _coerce_vector(self, item: Any) -> Any:
         from .types import Bit, SparseVector
@@ -804,20 +807,19 @@ class AsyncPGVectorStore:
             else:
                 rows = await self.pool.fetch(sql, *args)
         else:
-            # The hot path: a precomputed statement, one pool.fetch.
-            key = (include_metadata, include_vectors)
-            sql = self._search_sql.get(key) or self._search_sql.setdefault(
-                key,
-                self._sql.search(
-                    condition=None,
-                    include_metadata=include_metadata,
-                    include_vectors=include_vectors,
-                ),
-            )
+            # The hot path: a precomputed statement per (k, columns), one pool.fetch.
+            key = (k, include_metadata, include_vectors)
+            sql = self._search_sql.get(key)
+            if sql is None:
+                sql = self._sql.search_plain(
+                    k, include_metadata=include_metadata, include_vectors=include_vectors
+                )
+                if len(self._search_sql) < _PLAIN_SEARCH_STATEMENTS:
+                    self._search_sql[key] = sql
             if self._has_domain:
-                rows = await self.pool.fetch(sql, value, k, self._domain)
+                rows = await self.pool.fetch(sql, value, self._domain)
             else:
-                rows = await self.pool.fetch(sql, value, k)
+                rows = await self.pool.fetch(sql, value)
         results = [self._row_to_result(row, include_metadata, include_vectors) for row in rows]
         if min_score is not None:
             results = [hit for hit in results if hit.score >= min_score]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import contextlib
 import os
 import threading
 import warnings
@@ -59,6 +58,37 @@ class _LoopThread:
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def run_blocking(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the loop and block the calling thread until it is done.
+
+        A plain lock released by the task's done-callback is the whole hand-off: about 30 µs
+        cheaper per call than ``run_coroutine_threadsafe(...).result()`` (bench/search.py). The
+        wait is interruptible (Ctrl-C); the task is then cancelled on the loop, which makes
+        asyncpg cancel the query on the server, before the interruption propagates.
+        """
+        done = threading.Lock()
+        done.acquire()
+        started: list[asyncio.Task[T]] = []
+
+        def start() -> None:
+            task = self.loop.create_task(coroutine)
+            started.append(task)
+            task.add_done_callback(lambda _: done.release())
+
+        try:
+            self.loop.call_soon_threadsafe(start)
+        except RuntimeError:  # the loop was closed under us
+            coroutine.close()
+            raise StoreClosedError("the store's event loop has stopped") from None
+        try:
+            done.acquire()
+        except BaseException:
+            # call_soon_threadsafe runs callbacks in order, so the task exists by then.
+            self.loop.call_soon_threadsafe(lambda: started[0].cancel())
+            done.acquire(timeout=_CLOSE_TIMEOUT)
+            raise
+        return started[0].result()
 
     def stop(self, *, join: bool = True) -> None:
         if self.loop.is_closed():
@@ -124,17 +154,7 @@ class PGVectorStore:
                 "thread, where waiting for it would deadlock",
                 hint="Use the a-prefixed coroutine (e.g. `await store.asearch(...)`) there.",
             )
-        future = runner.submit(coroutine)
-        try:
-            return future.result()
-        except BaseException:
-            # Ctrl-C or any other interruption of the wait: cancel the task on the background
-            # loop (asyncpg then cancels the query on the server) before giving control back.
-            if not future.done():
-                future.cancel()
-                with contextlib.suppress(BaseException):
-                    future.result(timeout=_CLOSE_TIMEOUT)
-            raise
+        return runner.run_blocking(coroutine)
 
     async def _acall(self, coroutine: Coroutine[Any, Any, T]) -> T:
         try:
