@@ -485,5 +485,6 @@ async def test_large_vectors_are_stored_out_of_line_uncompressed(
         "WHERE a.attrelid = $1::regclass AND a.attname = 'embedding'",
         table_name,
     )
+    assert row is not None
     assert row["storage"] == storage
     assert row["reloptions"] == options

@@ -809,8 +809,10 @@ class AsyncPGVectorStore:
         else:
             # The hot path: a precomputed statement per (k, columns), one pool.fetch.
             key = (k, include_metadata, include_vectors)
-            sql = self._search_sql.get(key)
-            if sql is None:
+            cached = self._search_sql.get(key)
+            if cached is not None:
+                sql = cached
+            else:
                 sql = self._sql.search_plain(
                     k, include_metadata=include_metadata, include_vectors=include_vectors
                 )
