@@ -28,6 +28,7 @@ from .types import Bit, HalfVector, SparseVector, Vector
 
 if TYPE_CHECKING:
     from .config import StoreConfig
+    from .indexes import IndexProgress, IndexStatus, SearchExplanation
     from .results import Record, SearchResult
     from .store import AsyncPGVectorStore, VectorStoreFactory
     from .sync import PGVectorStore
@@ -41,6 +42,9 @@ _LAZY = {
     "StoreConfig": "pgvs.config",
     "SearchResult": "pgvs.results",
     "Record": "pgvs.results",
+    "IndexStatus": "pgvs.indexes",
+    "IndexProgress": "pgvs.indexes",
+    "SearchExplanation": "pgvs.indexes",
 }
 
 __all__ = [
@@ -52,6 +56,8 @@ __all__ = [
     "ExtensionMissingError",
     "FilterError",
     "HalfVector",
+    "IndexProgress",
+    "IndexStatus",
     "IngestError",
     "PGVSError",
     "PGVectorStore",
@@ -60,6 +66,7 @@ __all__ = [
     "QueryTimeoutError",
     "Record",
     "SchemaMismatchError",
+    "SearchExplanation",
     "SearchResult",
     "SparseVector",
     "StoreClosedError",
