@@ -14,7 +14,7 @@ import logging
 import struct
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
 import asyncpg
 import numpy as np
@@ -38,6 +38,9 @@ from .errors import (
 from .filters import CompiledFilter, FilterColumn, FilterTarget, compile_filter
 from .indexes import IndexProgress, IndexStatus, SearchExplanation
 from .results import Record, SearchResult
+
+if TYPE_CHECKING:
+    from .ingest import IngestProgress, IngestResult
 
 __all__ = [
     "AsyncPGVectorStore",
@@ -643,6 +646,38 @@ class AsyncPGVectorStore:
         return int(status.split()[-1])
 
     # -- reads ---------------------------------------------------------------------------------
+
+    @_translated("ingest")
+    async def ingest(
+        self,
+        data: Any,
+        *,
+        ids: Sequence[Any] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        contents: Sequence[str | None] | None = None,
+        document_ids: Sequence[str | None] | None = None,
+        chunk_indexes: Sequence[int | None] | None = None,
+        batch_size: int | None = None,
+        progress: bool | Callable[[IngestProgress], Any] | None = None,
+        atomic: bool = False,
+        connections: int = 2,
+    ) -> IngestResult:
+        """Bulk upsert by binary COPY in atomic batches; see :func:`pgvs.ingest.ingest`."""
+        from .ingest import ingest
+
+        return await ingest(
+            self,
+            data,
+            ids=ids,
+            metadata=metadata,
+            contents=contents,
+            document_ids=document_ids,
+            chunk_indexes=chunk_indexes,
+            batch_size=batch_size,
+            progress=progress,
+            atomic=atomic,
+            connections=connections,
+        )
 
     @_translated("count")
     async def count(self, filter: Mapping[str, Any] | None = None) -> int:

@@ -24,13 +24,16 @@ import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import StoreConfig
 from .errors import PGVSError, StoreClosedError
 from .indexes import IndexStatus, SearchExplanation
 from .results import Record, SearchResult
 from .store import AsyncPGVectorStore, ProgressCallback, _translated
+
+if TYPE_CHECKING:
+    from .ingest import IngestProgress, IngestResult
 
 __all__ = ["PGVectorStore"]
 
@@ -310,6 +313,65 @@ class PGVectorStore:
 
     async def aclear(self) -> int:
         return await self._acall(self._store.clear())
+
+    def ingest(
+        self,
+        data: Any,
+        *,
+        ids: Sequence[Any] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        contents: Sequence[str | None] | None = None,
+        document_ids: Sequence[str | None] | None = None,
+        chunk_indexes: Sequence[int | None] | None = None,
+        batch_size: int | None = None,
+        progress: bool | Callable[[IngestProgress], Any] | None = None,
+        atomic: bool = False,
+        connections: int = 2,
+    ) -> IngestResult:
+        """Bulk upsert; a sync iterable of records is read in a worker thread, not this one."""
+        return self._call(
+            self._store.ingest(
+                data,
+                ids=ids,
+                metadata=metadata,
+                contents=contents,
+                document_ids=document_ids,
+                chunk_indexes=chunk_indexes,
+                batch_size=batch_size,
+                progress=progress,
+                atomic=atomic,
+                connections=connections,
+            )
+        )
+
+    async def aingest(
+        self,
+        data: Any,
+        *,
+        ids: Sequence[Any] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        contents: Sequence[str | None] | None = None,
+        document_ids: Sequence[str | None] | None = None,
+        chunk_indexes: Sequence[int | None] | None = None,
+        batch_size: int | None = None,
+        progress: bool | Callable[[IngestProgress], Any] | None = None,
+        atomic: bool = False,
+        connections: int = 2,
+    ) -> IngestResult:
+        return await self._acall(
+            self._store.ingest(
+                data,
+                ids=ids,
+                metadata=metadata,
+                contents=contents,
+                document_ids=document_ids,
+                chunk_indexes=chunk_indexes,
+                batch_size=batch_size,
+                progress=progress,
+                atomic=atomic,
+                connections=connections,
+            )
+        )
 
     # -- reads ---------------------------------------------------------------------------------
 
