@@ -22,7 +22,7 @@ import os
 import threading
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -358,6 +358,11 @@ class PGVectorStore:
         atomic: bool = False,
         connections: int = 2,
     ) -> IngestResult:
+        if isinstance(data, AsyncIterable):
+            # Pulled on the caller's loop: its awaitables may be bound to that loop.
+            from .ingest import read_on_loop
+
+            data = read_on_loop(data, asyncio.get_running_loop())
         return await self._acall(
             self._store.ingest(
                 data,
