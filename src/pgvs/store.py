@@ -139,6 +139,11 @@ class _ProgressBar:
         self._bar.close()
 
 
+def _check_k(k: object) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValidationError(f"k must be a positive integer, got {k!r}")
+
+
 def _ingest_threshold() -> int:
     from .ingest import INGEST_THRESHOLD
 
@@ -840,8 +845,7 @@ class AsyncPGVectorStore:
         ``exact=True`` bypasses the vector index (exact results). A filtered search uses
         pgvector's iterative index scans, so it returns ``k`` rows when ``k`` rows match.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValidationError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         value = self._query_value(query)
         if (
             filter
@@ -896,8 +900,7 @@ class AsyncPGVectorStore:
         exact: bool = False,
     ) -> list[list[SearchResult]]:
         """``search`` for many queries in one statement; one result list per query, in order."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValidationError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         if self._dense:
             half = self._config.vector_type == "halfvec"
             matrix = _rows.vectors_to_matrix(queries, self._config.dimensions, half=half)
@@ -943,8 +946,7 @@ class AsyncPGVectorStore:
         (which runs the search). ``uses_vector_index`` says whether an HNSW/IVFFlat index serves
         the ordering.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValidationError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         value = self._query_value(query)
         plan = self._plan_query(k, filter, ef_search, probes, exact)
         sql, params = self._search_statement(filter, True, False, plan.resort)
