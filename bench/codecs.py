@@ -3,7 +3,8 @@
 ``python -m bench codecs [--dim 768] [--rows 64] [--passes 40] [--repeat 25]``
 
 Times the exact callables :func:`pgvs.register_vector` installs (``codec_functions``): encoding a
-float32 numpy row (validation included) and decoding wire bytes into a float32 numpy row, next to
+float32 numpy row (validation included; ``encode_impl`` says whether that is the compiled encoder,
+``encode_python_us`` always times the pure-Python one) and decoding wire bytes into a float32 numpy row, next to
 the bare numpy floor (``header + astype('>f4').tobytes()`` / ``np.frombuffer``) timed the same way
 in the same run. ``matrix_encode_us`` is the batch path (``Vector.from_matrix`` then the encoder on
 each Vector), per row. Each timed run makes ``passes`` passes over ``rows`` distinct rows (64 rows stay
@@ -23,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from pgvs.codecs import codec_functions
-from pgvs.types import Vector
+from pgvs.types import SPEEDUPS, Vector
+from pgvs.types._numpy import encode_vector_python
 
 from ._util import emit, interleaved_medians, progress
 
@@ -66,6 +68,7 @@ def main(argv: list[str]) -> int:
     be_f4 = np.dtype(">f4")
     pack = struct.Struct(">HH").pack
     assert wires[0] == pack(dim, 0) + rows[0].astype(be_f4).tobytes()
+    assert all(encode_vector_python(row) == wire for row, wire in zip(rows, wires, strict=True))
     assert np.array_equal(decode_numpy(wires[0]), rows[0])
 
     frombuffer = np.frombuffer
@@ -93,6 +96,7 @@ def main(argv: list[str]) -> int:
     per_row = interleaved_medians(
         {
             "encode_us": _looped(encode, rows, passes),
+            "encode_python_us": _looped(encode_vector_python, rows, passes),
             "decode_us": _looped(decode_numpy, wires, passes),
             "numpy_encode_us": _looped(numpy_encode, rows, passes),
             "numpy_decode_us": _looped(numpy_decode, wires, passes),
@@ -113,14 +117,26 @@ def main(argv: list[str]) -> int:
         default_per_run=len(lists) * 2,
         repeat=max(5, args.repeat // 3),
     )
-    result: dict[str, object] = {"bench": "codecs", "dim": dim}
+    # "c": the compiled pgvs._speedups encoder is installed and timed as encode_us;
+    # encode_python_us is always the pure-Python encoder (the fallback without a C compiler).
+    result: dict[str, object] = {
+        "bench": "codecs",
+        "dim": dim,
+        "encode_impl": "c" if SPEEDUPS else "python",
+    }
     result.update({name: round(value, 3) for name, value in {**per_row, **per_list}.items()})
     result["encode_ratio"] = round(per_row["encode_us"] / per_row["numpy_encode_us"], 3)
     result["decode_ratio"] = round(per_row["decode_us"] / per_row["numpy_decode_us"], 3)
     result["rows"] = args.rows
     result["python"] = platform.python_version()
     result["numpy"] = np.__version__
-    for name in ("encode_us", "numpy_encode_us", "decode_us", "numpy_decode_us"):
+    for name in (
+        "encode_us",
+        "encode_python_us",
+        "numpy_encode_us",
+        "decode_us",
+        "numpy_decode_us",
+    ):
         progress(f"  {name:16s} {per_row[name]:7.3f} µs per {dim}-d vector")
     emit(result)
     return 0

@@ -31,6 +31,7 @@ from ._common import (
     short_repr,
     strip_pg,
 )
+from ._native import dense_vector_wire as _dense_vector_wire
 
 if TYPE_CHECKING:
     import numpy as np
@@ -249,6 +250,10 @@ class Vector(DenseVector):
 
             _use_numpy(_numpy)
             return _numpy.vector_wire(values)
+        if isinstance(values, array) and _dense_vector_wire is not None:
+            wire = _dense_vector_wire(values)  # 'f' and 'd' arrays with finite values
+            if wire is not None:
+                return wire
         if isinstance(values, array) and values.typecode == "f":
             dim = len(values)
             check_dim(dim, "vector", VECTOR_MAX_DIM)

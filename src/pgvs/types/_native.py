@@ -1,0 +1,30 @@
+"""The optional compiled fast path (``pgvs._speedups``), or None when it is not available.
+
+The extension is built by the wheel build hook when a C compiler is present; pure Python is the
+reference and always works. ``PGVS_NO_EXTENSIONS=1`` in the environment turns the extension off
+at import time (the pure-Python encoders are then used everywhere).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+DenseVectorWire = Callable[[Any], "bytes | None"]
+
+
+def _load() -> DenseVectorWire | None:
+    if os.environ.get("PGVS_NO_EXTENSIONS", "").strip().lower() not in ("", "0", "false", "no"):
+        return None
+    try:
+        from .._speedups import dense_vector_wire
+    except ImportError:
+        return None
+    return dense_vector_wire
+
+
+#: ``dense_vector_wire(values)``: ``vector`` wire bytes of a 1-D contiguous native float32/float64
+#: buffer whose values are all finite in float32, else None (then the pure-Python path decides and
+#: names the offending element). None when the extension is absent or disabled.
+dense_vector_wire: DenseVectorWire | None = _load()

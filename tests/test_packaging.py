@@ -1,0 +1,137 @@
+"""What users install: the sdist, and wheels built from it with and without a C compiler.
+
+Builds run without build isolation (hatchling, setuptools and editables come with the dev extras)
+so the test needs no network. A missing compiler is simulated with ``CC=false``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
+BUILD_ENV_DROPS = ("PGVS_NO_EXTENSIONS", "PGVS_REQUIRE_EXTENSIONS", "CC")
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in BUILD_ENV_DROPS}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sdist")
+    result = _run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "sdist", "-d", str(out)],
+        _clean_env(),
+        ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    (archive,) = out.glob("pgvs-*.tar.gz")
+    return archive
+
+
+def _wheel_from(sdist: Path, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-v",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-cache-dir",
+            "-w",
+            str(out),
+            str(sdist),
+        ],
+        _clean_env(**env),
+        out,
+    )
+
+
+def _import_from(wheel: Path, unpack: Path) -> str:
+    """Unpack ``wheel`` and report, from a fresh interpreter, where pgvs came from and whether
+    the C encoder is in use."""
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(unpack)
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        import pgvs, pgvs.types
+        from pgvs.types import Vector
+        assert Vector(np.array([1.5, -2.0], np.float32)).to_text() == "[1.5,-2]"
+        print(pgvs.__file__, pgvs.types.SPEEDUPS)
+        """
+    )
+    env = _clean_env(PYTHONPATH=str(unpack))
+    result = _run([sys.executable, "-c", script], env, unpack)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_sdist_ships_sources_not_binaries(sdist: Path) -> None:
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"hatch_build.py", "src/pgvs/_speedups.c", "src/pgvs/_speedups.pyi"} <= names
+    assert not [n for n in names if n.endswith((".so", ".pyd"))]
+
+
+def test_wheel_with_a_compiler_carries_the_extension(sdist: Path, tmp_path: Path) -> None:
+    result = _wheel_from(sdist, tmp_path, PGVS_REQUIRE_EXTENSIONS="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    assert not wheel.name.endswith("-py3-none-any.whl")  # a platform wheel
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (wheel_file,) = [n for n in names if n.endswith(".dist-info/WHEEL")]
+        wheel_meta = archive.read(wheel_file).decode()
+    assert f"pgvs/_speedups{EXT_SUFFIX}" in names
+    assert "pgvs/_speedups.c" not in names
+    assert "Root-Is-Purelib: false" in wheel_meta
+    location, speedups = _import_from(wheel, tmp_path / "unpacked").rsplit(" ", 1)
+    assert location.startswith(str(tmp_path / "unpacked"))
+    assert speedups == "True"
+
+
+def test_wheel_without_a_compiler_is_pure_python_and_works(sdist: Path, tmp_path: Path) -> None:
+    result = _wheel_from(sdist, tmp_path, CC="false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "could not compile the optional C encoder" in result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert not [n for n in archive.namelist() if n.endswith((".so", ".pyd", ".c"))]
+    location, speedups = _import_from(wheel, tmp_path / "unpacked").rsplit(" ", 1)
+    assert location.startswith(str(tmp_path / "unpacked"))
+    assert speedups == "False"
+
+
+def test_required_extension_fails_the_build_without_a_compiler(sdist: Path, tmp_path: Path) -> None:
+    result = _wheel_from(sdist, tmp_path, CC="false", PGVS_REQUIRE_EXTENSIONS="1")
+    assert result.returncode != 0
+    assert not list(tmp_path.glob("*.whl"))
+
+
+def test_no_extensions_builds_pure_python(sdist: Path, tmp_path: Path) -> None:
+    result = _wheel_from(sdist, tmp_path, PGVS_NO_EXTENSIONS="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")

@@ -1,0 +1,258 @@
+"""The compiled ``vector`` encoder (``pgvs._speedups``) against the pure-Python reference.
+
+The C path must return exactly the reference's bytes, or None whenever the reference would do
+anything else (raise, or take a conversion it does not implement). Values are also checked
+against the server's own parsing of the exact decimal value.
+"""
+
+from __future__ import annotations
+
+import array
+import decimal
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pgvs.codecs import register_vector
+from pgvs.errors import ValidationError
+from pgvs.types import SPEEDUPS, VECTOR_MAX_DIM, Vector, _native, _numpy
+
+NativeWire = Callable[[Any], "bytes | None"]
+
+FLT_MAX = float(np.finfo(np.float32).max)
+FLT_TRUE_MIN = float(np.finfo(np.float32).smallest_subnormal)
+
+
+@pytest.fixture
+def native() -> NativeWire:
+    if _native.dense_vector_wire is None:
+        if os.environ.get("PGVS_REQUIRE_EXTENSIONS"):
+            pytest.fail("PGVS_REQUIRE_EXTENSIONS is set but pgvs._speedups is not loaded")
+        pytest.skip("pgvs._speedups is not built in this environment (pure-Python install)")
+    return _native.dense_vector_wire
+
+
+def test_extension_loaded_where_required() -> None:
+    # CI sets PGVS_REQUIRE_EXTENSIONS so a silently failed compile cannot pass as green.
+    if os.environ.get("PGVS_REQUIRE_EXTENSIONS"):
+        assert SPEEDUPS
+        assert _numpy.encode_vector is not _numpy.encode_vector_python
+
+
+def _reference(value: Any) -> bytes | str:
+    """What the pure-Python encoder does with ``value``: its bytes, or its error message."""
+    try:
+        return _numpy.encode_vector_python(value)
+    except ValidationError as exc:
+        return f"ValidationError: {exc}"
+
+
+def _f32(*values: float) -> np.ndarray[Any, Any]:
+    return np.array(values, dtype=np.float32)
+
+
+def _f64(*values: float) -> np.ndarray[Any, Any]:
+    return np.array(values, dtype=np.float64)
+
+
+rng = np.random.default_rng(7)
+_wide = rng.standard_normal((2, 768))
+
+# (id, value, whether the C path takes it)
+CASES: list[tuple[str, Any, bool]] = [
+    ("f32-768", _wide[0].astype(np.float32), True),
+    ("f64-768", _wide[1], True),
+    ("f32-one", _f32(1.5), True),
+    ("f32-max-dim", rng.standard_normal(VECTOR_MAX_DIM, dtype=np.float32), True),
+    ("f32-extremes", _f32(FLT_MAX, -FLT_MAX, FLT_TRUE_MIN, -FLT_TRUE_MIN, 0.0, -0.0), True),
+    ("f64-rounds-to-max", _f64(3.4028235e38, -3.4028235e38), True),
+    ("f64-rounds-to-zero", _f64(1e-50, -1e-50), True),
+    ("f64-half-way-ties", _f64(1 + 2**-24, 1 + 3 * 2**-24, 2**-149 * 1.5), True),
+    ("f64-subnormal-f32", _f64(1e-40, -2.5e-42), True),
+    ("f32-nan-first", _f32(float("nan"), 1.0), False),
+    ("f32-inf-last", _f32(1.0, 2.0, float("inf")), False),
+    ("f32-both-infs", _f32(float("-inf"), float("inf")), False),
+    ("f32-nan-payload", np.frombuffer(struct.pack("<I", 0x7FC00123), np.float32), False),
+    ("f64-overflows-f32", _f64(1.0, 3.5e38), False),
+    ("f64-max", _f64(1.7976931348623157e308), False),
+    ("f64-nan", _f64(0.0, float("nan")), False),
+    ("empty", np.array([], np.float32), False),
+    ("too-long", np.zeros(VECTOR_MAX_DIM + 1, np.float32), False),
+    ("two-d", np.ones((2, 3), np.float32), False),
+    ("one-by-n", np.ones((1, 3), np.float32), False),
+    ("zero-d", np.array(1.0, np.float32), False),
+    ("strided", np.arange(10, dtype=np.float32)[::2], False),
+    ("reversed", np.arange(10, dtype=np.float32)[::-1], False),
+    ("big-endian-f32", np.arange(4, dtype=">f4"), False),
+    ("big-endian-f64", np.arange(4, dtype=">f8"), False),
+    ("float16", np.arange(4, dtype=np.float16), False),
+    ("int32", np.arange(4, dtype=np.int32), False),
+    ("uint8", np.arange(4, dtype=np.uint8), False),
+    ("bool", np.array([True, False]), False),
+    ("object", np.array([1.0, 2.0], dtype=object), False),
+    ("complex64", np.ones(3, np.complex64), False),
+    ("structured", np.zeros(3, dtype=[("a", "<f4")]), False),
+    ("longdouble", np.ones(3, np.longdouble), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "native_takes_it"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_native_matches_reference(native: NativeWire, value: Any, native_takes_it: bool) -> None:
+    expected = _reference(value)
+    wire = native(value)
+    if native_takes_it:
+        assert isinstance(expected, bytes), expected
+        assert wire == expected
+    else:
+        assert wire is None
+    # The installed encoder as a whole behaves exactly like the reference, errors included.
+    try:
+        got: bytes | str = _numpy.encode_vector(value)
+    except ValidationError as exc:
+        got = f"ValidationError: {exc}"
+    assert got == expected
+    # So does building a Vector (which takes the same route).
+    try:
+        built: bytes | str = Vector(value).to_binary()
+    except ValidationError as exc:
+        built = f"ValidationError: {exc}"
+    assert built == expected
+
+
+def test_non_finite_errors_still_name_the_element() -> None:
+    row = np.ones(768, np.float32)
+    row[417] = np.nan
+    with pytest.raises(ValidationError, match="element 417"):
+        _numpy.encode_vector(row)
+    wide = np.ones(5)
+    wide[3] = 1e39
+    with pytest.raises(ValidationError, match="element 3"):
+        _numpy.encode_vector(wide)
+
+
+@pytest.mark.parametrize("typecode", ["f", "d"])
+def test_array_module_buffers(native: NativeWire, typecode: str) -> None:
+    values = array.array(typecode, [0.1, -2.5, 3e-39, 1e30])
+    expected = Vector(values.tolist()).to_binary()
+    assert native(values) == expected
+    assert Vector(values).to_binary() == expected
+    values.append(float("nan"))
+    assert native(values) is None
+    with pytest.raises(ValidationError, match="element 4"):
+        Vector(values)
+
+
+def test_not_a_buffer_returns_none(native: NativeWire) -> None:
+    for value in (None, 1.5, [1.0, 2.0], "1,2", object()):
+        assert native(value) is None
+
+
+def test_buffers_are_released_and_nothing_leaks(native: NativeWire) -> None:
+    # An array.array refuses to grow while a buffer export is outstanding, so a missing
+    # PyBuffer_Release on any path would make append() raise BufferError.
+    for typecode, items in (("f", [1.0, 2.0]), ("f", [1.0, float("inf")]), ("b", [1, 2])):
+        values = array.array(typecode, items)
+        for _ in range(3):
+            native(values)
+        values.append(items[0])
+    row = np.ones(768, np.float32)
+    bad = np.array([np.nan], np.float32)
+    strided = np.ones(20, np.float32)[::2]
+    before = [sys.getrefcount(x) for x in (row, bad, strided)]
+    for _ in range(2000):
+        native(row)
+        native(bad)
+        native(strided)
+    assert [sys.getrefcount(x) for x in (row, bad, strided)] == before
+
+
+_f32_bits = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_f32_bits, min_size=1, max_size=40))
+def test_random_f32_bit_patterns(bits: list[int]) -> None:
+    # Every float32 there is: NaNs with payloads, infinities, subnormals, signed zeros.
+    if _native.dense_vector_wire is None:
+        pytest.skip("pgvs._speedups is not built")
+    value = np.array(bits, dtype=np.uint32).view(np.float32)
+    expected = _reference(value)
+    wire = _native.dense_vector_wire(value)
+    if isinstance(expected, bytes):
+        assert wire == expected
+    else:
+        assert wire is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(width=64, allow_nan=True, allow_infinity=True), min_size=1, max_size=40))
+def test_random_f64_values(values: list[float]) -> None:
+    if _native.dense_vector_wire is None:
+        pytest.skip("pgvs._speedups is not built")
+    value = np.array(values, dtype=np.float64)
+    expected = _reference(value)
+    wire = _native.dense_vector_wire(value)
+    if isinstance(expected, bytes):
+        assert wire == expected
+    else:
+        assert wire is None
+
+
+SERVER_ROWS = [
+    _f64(0.1, 1 / 3, 2 / 3, 1e-40, -2.5e-42, 3.4028235e38, 1e-50),
+    _f64(1 + 2**-24, 1 + 3 * 2**-24, 2**-149 * 1.5, 16777217.0),
+    _f32(FLT_MAX, -FLT_MAX, FLT_TRUE_MIN, -0.0, 0.0, 1.0),
+    rng.standard_normal(768, dtype=np.float32),
+    rng.standard_normal(300) * 1e30,
+]
+
+
+async def test_server_rounds_exact_decimals_the_same_way(native: NativeWire, pg_dsn: str) -> None:
+    # The server parses the exact decimal value of every element (strtof rounds it once, to
+    # nearest): that is the float32 the C cast must also produce.
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(pg_dsn)
+    try:
+        await register_vector(conn)
+        for row in SERVER_ROWS:
+            wire = native(row)
+            assert wire is not None
+            exact = "[" + ",".join(str(decimal.Decimal(float(x))) for x in row) + "]"
+            record = await conn.fetchrow(
+                "SELECT $1::vector::text, $2::text::vector::text", Vector.from_binary(wire), exact
+            )
+            assert record is not None
+            assert record[0] == record[1]
+    finally:
+        await conn.close()
+
+
+def test_no_extensions_switch_turns_it_off() -> None:
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        import pgvs.types
+        from pgvs.types import _numpy
+        assert not pgvs.types.SPEEDUPS
+        assert _numpy.encode_vector is _numpy.encode_vector_python
+        assert pgvs.types.Vector(np.ones(3, np.float32)).dim == 3
+        print("ok")
+        """
+    )
+    env = {**os.environ, "PGVS_NO_EXTENSIONS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
