@@ -167,9 +167,8 @@ def encode_vector_python(value: Any) -> bytes:
     cls = type(value)
     if cls is _ndarray and value.dtype is F32 and value.ndim == 1:
         dim = value.size
-        if 0 < dim <= VECTOR_MAX_DIM:
-            if _isfinite(_vdot(value, _PROBES[dim])):
-                return _join((_HEADERS[dim], value.astype(_BE_F32)))
+        if 0 < dim <= VECTOR_MAX_DIM and _isfinite(_vdot(value, _PROBES[dim])):
+            return _join((_HEADERS[dim], value.astype(_BE_F32)))
         # Not finite (or not a valid size): the general path names the offending element.
     elif cls is _Vector:  # e.g. rows from Vector.from_matrix: already validated wire bytes
         wire: bytes = value.to_binary()
