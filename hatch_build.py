@@ -6,11 +6,14 @@ warning saying what was skipped. Environment switches:
 
 - ``PGVS_NO_EXTENSIONS=1``: do not compile (and, at run time, do not load) the extension.
 - ``PGVS_REQUIRE_EXTENSIONS=1``: a failed compilation fails the build (CI sets this, so a broken
-  extension cannot hide behind the fallback).
+  extension cannot hide behind the fallback). Setting both switches is an error.
+
+Values ``""``, ``0``, ``false`` and ``no`` mean unset, here and in ``pgvs.types._native``.
 
 Editable installs (``pip install -e``) put the compiled module next to the sources in
 ``src/pgvs/``, as ``setup.py build_ext --inplace`` would; it is git-ignored and excluded from
-wheels, which always carry a freshly compiled copy.
+wheels, which always carry a freshly compiled copy. Every editable build first removes the old
+in-place module, so a failed or skipped compile cannot leave stale machine code running.
 """
 
 from __future__ import annotations
@@ -59,31 +62,46 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-class SpeedupsBuildHook(BuildHookInterface):
+class SpeedupsBuildHook(BuildHookInterface[Any]):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if self.target_name != "wheel":
             return
+        root = Path(self.root)
+        editable = version == "editable"
+        if editable:
+            # Whatever happens below, an old in-place module must not outlive this build (it
+            # would keep running code the sources no longer contain).
+            _remove_in_place_modules(root)
         if _flag("PGVS_NO_EXTENSIONS"):
+            if _flag("PGVS_REQUIRE_EXTENSIONS"):
+                raise ValueError(
+                    "PGVS_NO_EXTENSIONS and PGVS_REQUIRE_EXTENSIONS are both set; unset one"
+                )
             self.app.display_info("PGVS_NO_EXTENSIONS is set: building pure-Python pgvs")
             return
         self._build_dir = Path(tempfile.mkdtemp(prefix="pgvs-build-"))
-        root = Path(self.root)
         try:
             built = compile_extension(root, self._build_dir)
         except Exception as exc:  # any compiler or toolchain failure
             if _flag("PGVS_REQUIRE_EXTENSIONS"):
+                shutil.rmtree(self._build_dir, ignore_errors=True)
                 raise
             self.app.display_warning(
                 f"pgvs: could not compile the optional C encoder ({type(exc).__name__}: {exc}); "
                 "installing the pure-Python implementation, which is complete but slower. "
-                "Install a C compiler and the Python headers to get it."
+                "Install a C compiler and the Python headers to get it (and rebuild without "
+                "pip's wheel cache, which keeps this pure-Python wheel: --no-cache-dir)."
             )
             return
-        if version == "editable":
-            # The editable wheel only puts src/ on sys.path: the module must sit in src/pgvs/.
-            shutil.copy2(built, root / "src" / "pgvs" / built.name)
+        if editable:
+            # The editable wheel only puts src/ on sys.path, so the module must sit in
+            # src/pgvs/. Copy then rename: a process that has the old file mapped keeps it.
+            target = root / "src" / "pgvs" / built.name
+            staging = target.with_name(target.name + ".tmp")
+            shutil.copy2(built, staging)
+            os.replace(staging, target)
             return
         build_data["force_include"][str(built)] = f"pgvs/{built.name}"
         build_data["pure_python"] = False
@@ -93,3 +111,10 @@ class SpeedupsBuildHook(BuildHookInterface):
         build_dir = getattr(self, "_build_dir", None)
         if build_dir is not None:
             shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def _remove_in_place_modules(root: Path) -> None:
+    package = root / "src" / "pgvs"
+    for pattern in ("_speedups*.so", "_speedups*.pyd"):
+        for path in package.glob(pattern):
+            path.unlink()

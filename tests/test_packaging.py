@@ -7,6 +7,7 @@ so the test needs no network. A missing compiler is simulated with ``CC=false``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -127,11 +128,54 @@ def test_wheel_without_a_compiler_is_pure_python_and_works(sdist: Path, tmp_path
 def test_required_extension_fails_the_build_without_a_compiler(sdist: Path, tmp_path: Path) -> None:
     result = _wheel_from(sdist, tmp_path, CC="false", PGVS_REQUIRE_EXTENSIONS="1")
     assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "CompileError" in output  # failed for the right reason, not any reason
+    assert "could not compile the optional C encoder" not in output  # no fallback taken
     assert not list(tmp_path.glob("*.whl"))
 
 
 def test_no_extensions_builds_pure_python(sdist: Path, tmp_path: Path) -> None:
     result = _wheel_from(sdist, tmp_path, PGVS_NO_EXTENSIONS="1")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "PGVS_NO_EXTENSIONS is set" in result.stdout + result.stderr
     (wheel,) = tmp_path.glob("*.whl")
     assert wheel.name.endswith("-py3-none-any.whl")
+    location, speedups = _import_from(wheel, tmp_path / "unpacked").rsplit(" ", 1)
+    assert location.startswith(str(tmp_path / "unpacked"))
+    assert speedups == "False"
+
+
+def test_contradictory_switches_fail_the_build(sdist: Path, tmp_path: Path) -> None:
+    result = _wheel_from(sdist, tmp_path, PGVS_NO_EXTENSIONS="1", PGVS_REQUIRE_EXTENSIONS="1")
+    assert result.returncode != 0
+    assert "both set" in result.stdout + result.stderr
+
+
+def _editable_build(project: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return _run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel:editable", "-d", "dist"],
+        _clean_env(**env),
+        project,
+    )
+
+
+def test_editable_builds_never_leave_a_stale_module(tmp_path: Path) -> None:
+    # A copy of the project, so the real source tree is not touched.
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.so", "*.pyd"))
+    for name in ("pyproject.toml", "hatch_build.py", "README.md"):
+        shutil.copy2(ROOT / name, project / name)
+    in_place = project / "src" / "pgvs" / f"_speedups{EXT_SUFFIX}"
+
+    result = _editable_build(project, PGVS_REQUIRE_EXTENSIONS="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert in_place.is_file()
+    (wheel,) = (project / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:  # the editable wheel points at src/, no binaries
+        assert not [n for n in archive.namelist() if n.endswith((".so", ".pyd"))]
+
+    for switch in ({"PGVS_NO_EXTENSIONS": "1"}, {"CC": "false"}):
+        in_place.write_bytes(b"stale")
+        result = _editable_build(project, **switch)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not in_place.exists(), switch

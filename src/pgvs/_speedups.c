@@ -2,8 +2,13 @@
  * pgvs._speedups: the optional native fast path of the `vector` encoder.
  *
  * dense_vector_wire(values) turns a 1-D, C-contiguous buffer of native float32 ('f') or float64
- * ('d') numbers into pgvector's `vector` binary layout (int16 dim, int16 unused, dim big-endian
- * float32 values) in one pass that also checks every element is finite.
+ * ('d') numbers, or an exact list/tuple of exact floats and ints, into pgvector's `vector` binary
+ * layout (int16 dim, int16 unused, dim big-endian float32 values) in one pass that also checks
+ * every element is finite.
+ *
+ * Which values reach it is the callers' decision (pgvs.types passes exact numpy arrays,
+ * array.array and exact lists/tuples): the function itself would also take a memoryview or a
+ * ctypes array, which the public API treats differently (a memoryview is wire bytes there).
  *
  * It never raises for bad input. It returns None whenever it cannot vouch for the result (not a
  * buffer, wrong format, shape or size, or any NaN/±Inf, including float64 values that overflow
@@ -68,13 +73,90 @@ native_float_kind(const char *format)
     return 0;
 }
 
-static PyObject *
-dense_vector_wire(PyObject *module, PyObject *values)
+/* Writes one element as big-endian float32; returns 1 when it is NaN or infinite. */
+static inline uint32_t
+put_f32(unsigned char *out, float value)
 {
-    (void)module;
+    uint32_t bits;
+    memcpy(&bits, &value, 4);
+    uint32_t non_finite = (bits & F32_EXPONENT_MASK) == F32_EXPONENT_MASK;
+    bits = to_big_endian(bits);
+    memcpy(out, &bits, 4);
+    return non_finite;
+}
+
+/* A new bytes object for `dim` elements with the header filled in, or NULL (error set). */
+static PyObject *
+new_wire(Py_ssize_t dim, unsigned char **elements)
+{
+    PyObject *wire = PyBytes_FromStringAndSize(NULL, 4 + 4 * dim);
+    if (wire == NULL) {
+        return NULL;
+    }
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(wire);
+    out[0] = (unsigned char)(dim >> 8);
+    out[1] = (unsigned char)(dim & 0xff);
+    out[2] = 0;
+    out[3] = 0;
+    *elements = out + 4;
+    return wire;
+}
+
+/* `wire` if every element was finite, else None (the wire is dropped). Steals `wire`. */
+static PyObject *
+finish(PyObject *wire, uint32_t non_finite)
+{
+    if (non_finite) {
+        Py_DECREF(wire);
+        Py_RETURN_NONE;
+    }
+    return wire;
+}
+
+static PyObject *
+wire_from_view(const Py_buffer *view)
+{
+    char kind = native_float_kind(view->format);
+    Py_ssize_t itemsize = kind == 'f' ? 4 : 8;
+    if (kind == 0 || view->ndim != 1 || view->itemsize != itemsize ||
+        !PyBuffer_IsContiguous(view, 'C')) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t dim = view->shape[0];
+    if (dim < 1 || dim > VECTOR_MAX_DIM || view->len != dim * itemsize) {
+        Py_RETURN_NONE;
+    }
+    unsigned char *out;
+    PyObject *wire = new_wire(dim, &out);
+    if (wire == NULL) {
+        return NULL;
+    }
+    /* One flag for the whole row keeps the loops branch-free (and vectorizable). */
+    uint32_t non_finite = 0;
+    const unsigned char *in = (const unsigned char *)view->buf;
+    if (kind == 'f') {
+        for (Py_ssize_t i = 0; i < dim; i++) {
+            float value;
+            memcpy(&value, in + 4 * i, 4);
+            non_finite |= put_f32(out + 4 * i, value);
+        }
+    }
+    else {
+        for (Py_ssize_t i = 0; i < dim; i++) {
+            double value;
+            memcpy(&value, in + 8 * i, 8);
+            non_finite |= put_f32(out + 4 * i, (float)value);
+        }
+    }
+    return finish(wire, non_finite);
+}
+
+static PyObject *
+wire_from_buffer(PyObject *values)
+{
     Py_buffer view;
     /* Strides are asked for (not contiguity) so that exporters such as numpy describe
-     * non-contiguous arrays instead of raising; contiguity is checked below. */
+     * non-contiguous arrays instead of raising; contiguity is checked by wire_from_view. */
     if (PyObject_GetBuffer(values, &view, PyBUF_RECORDS_RO) < 0) {
         /* Not a buffer, or an exporter that refuses this request: not for this path. */
         if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_BufferError) ||
@@ -84,73 +166,76 @@ dense_vector_wire(PyObject *module, PyObject *values)
         }
         return NULL;
     }
-
-    PyObject *wire = NULL;
-    char kind = native_float_kind(view.format);
-    Py_ssize_t itemsize = kind == 'f' ? 4 : 8;
-    if (kind == 0 || view.ndim != 1 || view.itemsize != itemsize ||
-        !PyBuffer_IsContiguous(&view, 'C')) {
-        goto not_for_us;
-    }
-    Py_ssize_t dim = view.shape[0];
-    if (dim < 1 || dim > VECTOR_MAX_DIM) {
-        goto not_for_us;
-    }
-
-    wire = PyBytes_FromStringAndSize(NULL, 4 + 4 * dim);
-    if (wire == NULL) {
-        goto done;
-    }
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(wire);
-    out[0] = (unsigned char)(dim >> 8);
-    out[1] = (unsigned char)(dim & 0xff);
-    out[2] = 0;
-    out[3] = 0;
-    out += 4;
-
-    /* One flag for the whole row keeps the loop branch-free (and vectorizable). */
-    uint32_t non_finite = 0;
-    if (kind == 'f') {
-        const unsigned char *in = (const unsigned char *)view.buf;
-        for (Py_ssize_t i = 0; i < dim; i++) {
-            uint32_t bits;
-            memcpy(&bits, in + 4 * i, 4);
-            non_finite |= (bits & F32_EXPONENT_MASK) == F32_EXPONENT_MASK;
-            bits = to_big_endian(bits);
-            memcpy(out + 4 * i, &bits, 4);
-        }
-    }
-    else {
-        const unsigned char *in = (const unsigned char *)view.buf;
-        for (Py_ssize_t i = 0; i < dim; i++) {
-            double value;
-            memcpy(&value, in + 8 * i, 8);
-            float rounded = (float)value;
-            uint32_t bits;
-            memcpy(&bits, &rounded, 4);
-            non_finite |= (bits & F32_EXPONENT_MASK) == F32_EXPONENT_MASK;
-            bits = to_big_endian(bits);
-            memcpy(out + 4 * i, &bits, 4);
-        }
-    }
-    if (non_finite) {
-        Py_CLEAR(wire);
-        goto not_for_us;
-    }
-    goto done;
-
-not_for_us:
-    wire = Py_None;
-    Py_INCREF(wire);
-done:
+    PyObject *wire = wire_from_view(&view);
     PyBuffer_Release(&view);
     return wire;
 }
 
+/* An exact list or tuple of exact floats and ints (never bools, subclasses or other numbers:
+ * the Python path decides about those). Reads no attribute and calls no Python code, so the
+ * items cannot change under it while the GIL is held. */
+static PyObject *
+wire_from_items(Py_ssize_t dim, PyObject *const *items)
+{
+    if (dim < 1 || dim > VECTOR_MAX_DIM) {
+        Py_RETURN_NONE;
+    }
+    unsigned char *out;
+    PyObject *wire = new_wire(dim, &out);
+    if (wire == NULL) {
+        return NULL;
+    }
+    uint32_t non_finite = 0;
+    for (Py_ssize_t i = 0; i < dim; i++) {
+        PyObject *item = items[i];
+        double value;
+        if (PyFloat_CheckExact(item)) {
+            value = PyFloat_AS_DOUBLE(item);
+        }
+        else if (PyLong_CheckExact(item)) {
+            value = PyLong_AsDouble(item);
+            if (value == -1.0 && PyErr_Occurred()) {
+                /* Too large for a double: the Python path reports the element. */
+                PyErr_Clear();
+                Py_DECREF(wire);
+                Py_RETURN_NONE;
+            }
+        }
+        else {
+            Py_DECREF(wire);
+            Py_RETURN_NONE;
+        }
+        non_finite |= put_f32(out + 4 * i, (float)value);
+    }
+    return finish(wire, non_finite);
+}
+
+static PyObject *
+dense_vector_wire(PyObject *module, PyObject *values)
+{
+    (void)module;
+    PyObject *wire;
+    if (PyList_CheckExact(values)) {
+#ifdef Py_GIL_DISABLED
+        Py_BEGIN_CRITICAL_SECTION(values);
+#endif
+        wire = wire_from_items(PyList_GET_SIZE(values), PySequence_Fast_ITEMS(values));
+#ifdef Py_GIL_DISABLED
+        Py_END_CRITICAL_SECTION();
+#endif
+        return wire;
+    }
+    if (PyTuple_CheckExact(values)) {
+        return wire_from_items(PyTuple_GET_SIZE(values), PySequence_Fast_ITEMS(values));
+    }
+    return wire_from_buffer(values);
+}
+
 PyDoc_STRVAR(dense_vector_wire_doc,
              "dense_vector_wire(values, /)\n--\n\n"
-             "pgvector `vector` wire bytes of a 1-D contiguous float32/float64 buffer whose\n"
-             "elements are all finite in float32, or None (the caller's general path decides).");
+             "pgvector `vector` wire bytes of a 1-D contiguous float32/float64 buffer, or of\n"
+             "an exact list/tuple of exact floats and ints, whose elements are all finite in\n"
+             "float32; None for anything else (the caller's general path decides).");
 
 static PyMethodDef speedups_methods[] = {
     {"dense_vector_wire", dense_vector_wire, METH_O, dense_vector_wire_doc},

@@ -14,8 +14,14 @@ from typing import Any
 DenseVectorWire = Callable[[Any], "bytes | None"]
 
 
+def flag(name: str) -> bool:
+    """Whether environment switch ``name`` is on ("", "0", "false" and "no" mean off; the build
+    hook, hatch_build.py, reads the switches the same way)."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _load() -> DenseVectorWire | None:
-    if os.environ.get("PGVS_NO_EXTENSIONS", "").strip().lower() not in ("", "0", "false", "no"):
+    if flag("PGVS_NO_EXTENSIONS"):
         return None
     try:
         from .._speedups import dense_vector_wire
@@ -25,6 +31,8 @@ def _load() -> DenseVectorWire | None:
 
 
 #: ``dense_vector_wire(values)``: ``vector`` wire bytes of a 1-D contiguous native float32/float64
-#: buffer whose values are all finite in float32, else None (then the pure-Python path decides and
-#: names the offending element). None when the extension is absent or disabled.
+#: buffer, or of an exact list/tuple of exact floats and ints, whose values are all finite in
+#: float32, else None (then the pure-Python path decides and names the offending element). None
+#: when the extension is absent or disabled. It accepts any such buffer (memoryviews and ctypes
+#: arrays too): callers pass it only the types whose Python path means the same thing.
 dense_vector_wire: DenseVectorWire | None = _load()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -134,9 +135,20 @@ def _as_float32(arr: npt.NDArray[Any], kind: str, max_dim: int) -> Float32Array:
     return a32
 
 
+def _refuse_masked(arr: npt.NDArray[Any], kind: str) -> None:
+    """Masked arrays are refused: their data under the mask is arbitrary (often NaN or junk),
+    and no pgvector type has a notion of a missing element."""
+    ma = sys.modules.get("numpy.ma")
+    if ma is not None and isinstance(arr, ma.MaskedArray):
+        fail(
+            f"{kind} input is a numpy masked array; fill or drop the masked elements first "
+            "(e.g. arr.filled(0.0) or arr.compressed())"
+        )
+
+
 def vector_wire(arr: npt.NDArray[Any]) -> bytes:
     """The pgvector ``vector`` wire bytes of a 1-D numeric array, validated."""
-    if _dense_vector_wire is not None:
+    if _dense_vector_wire is not None and type(arr) is _ndarray:
         wire = _dense_vector_wire(arr)
         if wire is not None:
             return wire
@@ -145,6 +157,8 @@ def vector_wire(arr: npt.NDArray[Any]) -> bytes:
 
 def vector_wire_python(arr: npt.NDArray[Any]) -> bytes:
     """:func:`vector_wire` in pure Python: the reference the C fast path must agree with."""
+    if type(arr) is not _ndarray:
+        _refuse_masked(arr, "vector")
     if arr.dtype is F32 and arr.ndim == 1:
         dim = arr.size
         if 0 < dim <= VECTOR_MAX_DIM and _isfinite(_vdot(arr, arr)):
@@ -184,9 +198,10 @@ def _native_first(native: _native.DenseVectorWire) -> Callable[[Any], bytes]:
             wire = native(value)
             if wire is not None:
                 return wire
-            # Bad values, or a shape or dtype the C path leaves alone: the general path
+            # Bad values, or a shape or dtype the C path leaves alone: the Python path
             # converts what it can and names the offending element otherwise.
-        elif cls is _Vector:
+            return vector_wire_python(value)
+        if cls is _Vector:
             vector_wire: bytes = value.to_binary()
             return vector_wire
         return _encode_vector_general(value)
@@ -206,6 +221,8 @@ def halfvec_wire(arr: npt.NDArray[Any]) -> bytes:
     Values are rounded to float32 and then to float16, as the server does with text input; a
     value that rounds beyond ±65504 (that is, |x| >= 65520) is refused with its position.
     """
+    if type(arr) is not _ndarray:
+        _refuse_masked(arr, "halfvec")
     if arr.dtype.kind == "O":
         if arr.ndim != 1:
             fail(f"halfvec input must be a 1-D array, got an array of shape {arr.shape}")
@@ -233,6 +250,7 @@ def _check_half_range(a32: Float32Array, original: npt.NDArray[Any]) -> None:
 
 def matrix_wires(matrix: npt.NDArray[Any], kind: str) -> list[bytes]:
     """Wire bytes of every row of a 2-D array, validated in one pass over the whole matrix."""
+    _refuse_masked(matrix, kind)
     if matrix.ndim != 2:
         fail(f"expected a 2-D array of {kind} rows, got an array of shape {matrix.shape}")
     rows, dim = matrix.shape
@@ -288,6 +306,7 @@ def decode_halfvec(data: bytes) -> Float32Array:
 
 def sparse_from_dense(arr: npt.NDArray[Any]) -> tuple[int, list[int], list[float]]:
     """(dim, 0-based indices, float32 values) of the non-zero elements of a 1-D array."""
+    _refuse_masked(arr, "sparsevec")
     if arr.dtype.kind == "O":
         values = arr.tolist()
         if arr.ndim != 1:
@@ -314,6 +333,7 @@ def sparse_to_numpy(dim: int, indices: list[int], values: list[float]) -> Float3
 
 def bits_from_array(arr: npt.NDArray[Any]) -> tuple[int, bytes]:
     """(length, packed bytes) of a 1-D bool array, or an integer array of 0s and 1s."""
+    _refuse_masked(arr, "bit")
     if arr.ndim != 1:
         fail(f"bit input must be a 1-D array, got an array of shape {arr.shape}")
     code = arr.dtype.kind

@@ -16,6 +16,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
+from . import _native
 from ._common import (
     LITTLE_ENDIAN,
     VECTOR_MAX_DIM,
@@ -31,7 +32,6 @@ from ._common import (
     short_repr,
     strip_pg,
 )
-from ._native import dense_vector_wire as _dense_vector_wire
 
 if TYPE_CHECKING:
     import numpy as np
@@ -241,6 +241,15 @@ class Vector(DenseVector):
 
     @classmethod
     def _wire_from(cls, values: Any) -> bytes:
+        if _dense_vector_wire is not None and type(values) in _NATIVE_INPUTS:
+            wire = _dense_vector_wire(values)
+            if wire is not None:
+                return wire
+        return cls._wire_from_python(values)
+
+    @classmethod
+    def _wire_from_python(cls, values: Any) -> bytes:
+        """:meth:`_wire_from` in pure Python: the reference the C fast path must agree with."""
         if isinstance(values, DenseVector):
             if type(values) is Vector:
                 return values._wire
@@ -250,10 +259,6 @@ class Vector(DenseVector):
 
             _use_numpy(_numpy)
             return _numpy.vector_wire(values)
-        if isinstance(values, array) and _dense_vector_wire is not None:
-            wire = _dense_vector_wire(values)  # 'f' and 'd' arrays with finite values
-            if wire is not None:
-                return wire
         if isinstance(values, array) and values.typecode == "f":
             dim = len(values)
             check_dim(dim, "vector", VECTOR_MAX_DIM)
@@ -276,6 +281,12 @@ class Vector(DenseVector):
         if LITTLE_ENDIAN:
             values.byteswap()
         return values.tolist()
+
+
+# The exact types the compiled encoder is given (numpy arrays reach it through _numpy): lists
+# and tuples of floats/ints and array.array. Subclasses and anything else take the Python path.
+_NATIVE_INPUTS = frozenset({list, tuple, array})
+_dense_vector_wire = _native.dense_vector_wire
 
 
 # -- codec functions ---------------------------------------------------------------------------------
