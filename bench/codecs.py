@@ -4,7 +4,7 @@
 
 Times the exact callables :func:`pgvs.register_vector` installs (``codec_functions``): encoding a
 float32 numpy row (validation included; ``encode_impl`` says whether that is the compiled encoder,
-``encode_python_us`` always times the pure-Python one) and decoding wire bytes into a float32 numpy row, next to
+``encode_python_us`` / ``halfvec_encode_python_us`` always time the pure-Python ones) and decoding wire bytes into a float32 numpy row, next to
 the bare numpy floor (``header + astype('>f4').tobytes()`` / ``np.frombuffer``) timed the same way
 in the same run. ``matrix_encode_us`` is the batch path (``Vector.from_matrix`` then the encoder on
 each Vector), per row. Each timed run makes ``passes`` passes over ``rows`` distinct rows (64 rows stay
@@ -25,7 +25,7 @@ import numpy as np
 
 from pgvs.codecs import codec_functions
 from pgvs.types import SPEEDUPS, Vector
-from pgvs.types._numpy import encode_vector_python
+from pgvs.types._numpy import encode_vector_python, halfvec_wire_python
 
 from ._util import emit, interleaved_medians, progress
 
@@ -69,6 +69,7 @@ def main(argv: list[str]) -> int:
     pack = struct.Struct(">HH").pack
     assert wires[0] == pack(dim, 0) + rows[0].astype(be_f4).tobytes()
     assert all(encode_vector_python(row) == wire for row, wire in zip(rows, wires, strict=True))
+    assert all(halfvec_wire_python(r) == w for r, w in zip(rows, half_wires, strict=True))
     assert np.array_equal(decode_numpy(wires[0]), rows[0])
 
     frombuffer = np.frombuffer
@@ -101,12 +102,13 @@ def main(argv: list[str]) -> int:
             "numpy_encode_us": _looped(numpy_encode, rows, passes),
             "numpy_decode_us": _looped(numpy_decode, wires, passes),
             "decode_object_us": _looped(decode_object, wires, passes),
-            "halfvec_encode_us": _looped(half_encode, rows, max(1, passes // 8)),
+            "halfvec_encode_us": _looped(half_encode, rows, passes),
+            "halfvec_encode_python_us": _looped(halfvec_wire_python, rows, max(1, passes // 8)),
             "halfvec_decode_us": _looped(half_decode_numpy, half_wires, passes),
             "matrix_encode_us": batch_encode,
         },
         per_run={
-            "halfvec_encode_us": len(rows) * max(1, passes // 8),
+            "halfvec_encode_python_us": len(rows) * max(1, passes // 8),
         },
         default_per_run=len(rows) * passes,
         repeat=args.repeat,

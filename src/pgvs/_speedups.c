@@ -1,10 +1,12 @@
 /*
- * pgvs._speedups: the optional native fast path of the `vector` encoder.
+ * pgvs._speedups: the optional native fast path of the `vector` and `halfvec` encoders.
  *
  * dense_vector_wire(values) turns a 1-D, C-contiguous buffer of native float32 ('f') or float64
  * ('d') numbers, or an exact list/tuple of exact floats and ints, into pgvector's `vector` binary
  * layout (int16 dim, int16 unused, dim big-endian float32 values) in one pass that also checks
- * every element is finite.
+ * every element is finite. dense_halfvec_wire(values) does the same for `halfvec` (float16
+ * elements, rounded through float32 as the server's text input does, refusing values that
+ * round beyond ±65504).
  *
  * Which values reach it is the callers' decision (pgvs.types passes exact numpy arrays,
  * array.array and exact lists/tuples): the function itself would also take a memoryview or a
@@ -25,8 +27,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* pgvector's VECTOR_MAX_DIM (vector.h); pgvs.types.VECTOR_MAX_DIM must agree. */
-#define VECTOR_MAX_DIM 16000
+/* pgvector's VECTOR_MAX_DIM and HALFVEC_MAX_DIM (vector.h, halfvec.h), both 16,000;
+ * pgvs.types.VECTOR_MAX_DIM and HALFVEC_MAX_DIM must agree. */
+#define MAX_DIM 16000
 
 /* All exponent bits set: infinity (zero mantissa) or NaN (non-zero mantissa). */
 #define F32_EXPONENT_MASK 0x7f800000u
@@ -73,7 +76,11 @@ native_float_kind(const char *format)
     return 0;
 }
 
-/* Writes one element as big-endian float32; returns 1 when it is NaN or infinite. */
+/* Output element widths: pgvector `vector` (float32) and `halfvec` (float16). */
+#define F32_WIDTH 4
+#define F16_WIDTH 2
+
+/* Writes `value` as big-endian float32; returns 1 when it is NaN or infinite. */
 static inline uint32_t
 put_f32(unsigned char *out, float value)
 {
@@ -85,11 +92,62 @@ put_f32(unsigned char *out, float value)
     return non_finite;
 }
 
-/* A new bytes object for `dim` elements with the header filled in, or NULL (error set). */
-static PyObject *
-new_wire(Py_ssize_t dim, unsigned char **elements)
+/* Writes `value` rounded to float16 (to nearest, ties to even) as big-endian; returns 1 when it
+ * is NaN or infinite or rounds beyond ±65504, which is exactly when the result would be a half
+ * infinity or NaN. */
+static inline uint32_t
+put_f16(unsigned char *out, float value)
 {
-    PyObject *wire = PyBytes_FromStringAndSize(NULL, 4 + 4 * dim);
+    uint32_t bits;
+    memcpy(&bits, &value, 4);
+    uint32_t magnitude = bits & 0x7fffffffu;
+    uint32_t half;
+    if (magnitude >= 0x38800000u) {
+        /* A normal half (or too large): rebias the exponent (127 -> 15) and round the 23-bit
+         * significand to 10 bits; adding 0xfff plus the kept lowest bit and truncating is
+         * round-half-to-even, and a carry correctly bumps the exponent. NaN, infinity and
+         * anything rounding to 2^16 or more land on 0x7c00 or above. */
+        if (magnitude >= F32_EXPONENT_MASK) {
+            return 1;
+        }
+        half = (magnitude - 0x38000000u + 0xfffu + ((magnitude >> 13) & 1u)) >> 13;
+        if (half >= 0x7c00u) {
+            return 1;
+        }
+    }
+    else {
+        /* Below the smallest normal half (2^-14): a subnormal half m * 2^-24, or zero. Adding
+         * 0.5 puts the value in [0.5, 1), whose float32 spacing is exactly 2^-24, so the FPU's
+         * own round-half-to-even produces m in the low bits (m = 1024 is the smallest normal,
+         * also correct). */
+        float absolute;
+        memcpy(&absolute, &magnitude, 4);
+        float shifted = absolute + 0.5f;
+        uint32_t shifted_bits;
+        memcpy(&shifted_bits, &shifted, 4);
+        half = shifted_bits - 0x3f000000u;
+    }
+    half |= (bits >> 16) & 0x8000u;
+    out[0] = (unsigned char)(half >> 8);
+    out[1] = (unsigned char)(half & 0xffu);
+    return 0;
+}
+
+static inline uint32_t
+put(unsigned char *out, Py_ssize_t index, float value, int width)
+{
+    if (width == F32_WIDTH) {
+        return put_f32(out + 4 * index, value);
+    }
+    return put_f16(out + 2 * index, value);
+}
+
+/* A new bytes object for `dim` elements of `width` bytes with the (int16 dim, int16 unused)
+ * header filled in, or NULL (error set). */
+static PyObject *
+new_wire(Py_ssize_t dim, int width, unsigned char **elements)
+{
+    PyObject *wire = PyBytes_FromStringAndSize(NULL, 4 + width * dim);
     if (wire == NULL) {
         return NULL;
     }
@@ -102,11 +160,11 @@ new_wire(Py_ssize_t dim, unsigned char **elements)
     return wire;
 }
 
-/* `wire` if every element was finite, else None (the wire is dropped). Steals `wire`. */
+/* `wire` if every element was stored, else None (the wire is dropped). Steals `wire`. */
 static PyObject *
-finish(PyObject *wire, uint32_t non_finite)
+finish(PyObject *wire, uint32_t refused)
 {
-    if (non_finite) {
+    if (refused) {
         Py_DECREF(wire);
         Py_RETURN_NONE;
     }
@@ -114,7 +172,7 @@ finish(PyObject *wire, uint32_t non_finite)
 }
 
 static PyObject *
-wire_from_view(const Py_buffer *view)
+wire_from_view(const Py_buffer *view, int width)
 {
     char kind = native_float_kind(view->format);
     Py_ssize_t itemsize = kind == 'f' ? 4 : 8;
@@ -123,36 +181,37 @@ wire_from_view(const Py_buffer *view)
         Py_RETURN_NONE;
     }
     Py_ssize_t dim = view->shape[0];
-    if (dim < 1 || dim > VECTOR_MAX_DIM || view->len != dim * itemsize) {
+    if (dim < 1 || dim > MAX_DIM || view->len != dim * itemsize) {
         Py_RETURN_NONE;
     }
     unsigned char *out;
-    PyObject *wire = new_wire(dim, &out);
+    PyObject *wire = new_wire(dim, width, &out);
     if (wire == NULL) {
         return NULL;
     }
-    /* One flag for the whole row keeps the loops branch-free (and vectorizable). */
-    uint32_t non_finite = 0;
+    /* One flag for the whole row keeps the loops free of early exits. */
+    uint32_t refused = 0;
     const unsigned char *in = (const unsigned char *)view->buf;
     if (kind == 'f') {
         for (Py_ssize_t i = 0; i < dim; i++) {
             float value;
             memcpy(&value, in + 4 * i, 4);
-            non_finite |= put_f32(out + 4 * i, value);
+            refused |= put(out, i, value, width);
         }
     }
     else {
         for (Py_ssize_t i = 0; i < dim; i++) {
             double value;
             memcpy(&value, in + 8 * i, 8);
-            non_finite |= put_f32(out + 4 * i, (float)value);
+            /* Through float32 first, as the Python path and the server's text input do. */
+            refused |= put(out, i, (float)value, width);
         }
     }
-    return finish(wire, non_finite);
+    return finish(wire, refused);
 }
 
 static PyObject *
-wire_from_buffer(PyObject *values)
+wire_from_buffer(PyObject *values, int width)
 {
     Py_buffer view;
     /* Strides are asked for (not contiguity) so that exporters such as numpy describe
@@ -166,7 +225,7 @@ wire_from_buffer(PyObject *values)
         }
         return NULL;
     }
-    PyObject *wire = wire_from_view(&view);
+    PyObject *wire = wire_from_view(&view, width);
     PyBuffer_Release(&view);
     return wire;
 }
@@ -175,17 +234,17 @@ wire_from_buffer(PyObject *values)
  * the Python path decides about those). Reads no attribute and calls no Python code, so the
  * items cannot change under it while the GIL is held. */
 static PyObject *
-wire_from_items(Py_ssize_t dim, PyObject *const *items)
+wire_from_items(Py_ssize_t dim, PyObject *const *items, int width)
 {
-    if (dim < 1 || dim > VECTOR_MAX_DIM) {
+    if (dim < 1 || dim > MAX_DIM) {
         Py_RETURN_NONE;
     }
     unsigned char *out;
-    PyObject *wire = new_wire(dim, &out);
+    PyObject *wire = new_wire(dim, width, &out);
     if (wire == NULL) {
         return NULL;
     }
-    uint32_t non_finite = 0;
+    uint32_t refused = 0;
     for (Py_ssize_t i = 0; i < dim; i++) {
         PyObject *item = items[i];
         double value;
@@ -205,30 +264,43 @@ wire_from_items(Py_ssize_t dim, PyObject *const *items)
             Py_DECREF(wire);
             Py_RETURN_NONE;
         }
-        non_finite |= put_f32(out + 4 * i, (float)value);
+        refused |= put(out, i, (float)value, width);
     }
-    return finish(wire, non_finite);
+    return finish(wire, refused);
 }
 
 static PyObject *
-dense_vector_wire(PyObject *module, PyObject *values)
+dense_wire(PyObject *values, int width)
 {
-    (void)module;
     PyObject *wire;
     if (PyList_CheckExact(values)) {
 #ifdef Py_GIL_DISABLED
         Py_BEGIN_CRITICAL_SECTION(values);
 #endif
-        wire = wire_from_items(PyList_GET_SIZE(values), PySequence_Fast_ITEMS(values));
+        wire = wire_from_items(PyList_GET_SIZE(values), PySequence_Fast_ITEMS(values), width);
 #ifdef Py_GIL_DISABLED
         Py_END_CRITICAL_SECTION();
 #endif
         return wire;
     }
     if (PyTuple_CheckExact(values)) {
-        return wire_from_items(PyTuple_GET_SIZE(values), PySequence_Fast_ITEMS(values));
+        return wire_from_items(PyTuple_GET_SIZE(values), PySequence_Fast_ITEMS(values), width);
     }
-    return wire_from_buffer(values);
+    return wire_from_buffer(values, width);
+}
+
+static PyObject *
+dense_vector_wire(PyObject *module, PyObject *values)
+{
+    (void)module;
+    return dense_wire(values, F32_WIDTH);
+}
+
+static PyObject *
+dense_halfvec_wire(PyObject *module, PyObject *values)
+{
+    (void)module;
+    return dense_wire(values, F16_WIDTH);
 }
 
 PyDoc_STRVAR(dense_vector_wire_doc,
@@ -237,8 +309,15 @@ PyDoc_STRVAR(dense_vector_wire_doc,
              "an exact list/tuple of exact floats and ints, whose elements are all finite in\n"
              "float32; None for anything else (the caller's general path decides).");
 
+PyDoc_STRVAR(dense_halfvec_wire_doc,
+             "dense_halfvec_wire(values, /)\n--\n\n"
+             "pgvector `halfvec` wire bytes of the same inputs as dense_vector_wire (values\n"
+             "rounded to float32, then to float16, ties to even), or None when any element is\n"
+             "not finite or rounds beyond +-65504, or for anything else.");
+
 static PyMethodDef speedups_methods[] = {
     {"dense_vector_wire", dense_vector_wire, METH_O, dense_vector_wire_doc},
+    {"dense_halfvec_wire", dense_halfvec_wire, METH_O, dense_halfvec_wire_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -255,7 +334,8 @@ static PyModuleDef_Slot speedups_slots[] = {
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "pgvs._speedups",
-    .m_doc = "Optional native fast path of pgvs's vector encoder (pure Python is the reference).",
+    .m_doc = "Optional native fast path of pgvs's vector and halfvec encoders (pure Python is "
+             "the reference).",
     .m_size = 0,
     .m_methods = speedups_methods,
     .m_slots = speedups_slots,

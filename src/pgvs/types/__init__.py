@@ -18,10 +18,12 @@ This package never imports numpy by itself: numpy is imported when a numpy array
 
 The ``encode_*`` / ``decode_*`` functions are the codec functions :func:`pgvs.register_vector`
 installs in asyncpg; they are public so that code which builds wire bytes itself uses the very
-same checks. ``SPEEDUPS`` says whether the compiled fast path of the ``vector`` encoder
-(``pgvs._speedups``, built at install time when a C compiler is available) is in use; it returns
-exactly the bytes of the pure-Python path, which remains the reference. For many rows at once, ``Vector.from_matrix(matrix)`` / ``HalfVector.from_matrix``
-validate and convert a whole 2-D numpy array in one pass; the encoders pass the resulting values
+same checks. ``SPEEDUPS`` says whether the compiled fast path of the ``vector`` and ``halfvec``
+encoders (``pgvs._speedups``, built at install time when a C compiler is available) is in use;
+it returns exactly the bytes of the pure-Python path, which remains the reference.
+
+For many rows at once, ``Vector.from_matrix(matrix)`` / ``HalfVector.from_matrix`` validate and
+convert a whole 2-D numpy array in one pass; the encoders pass the resulting values
 through without further work.
 """
 
@@ -41,8 +43,8 @@ from ._native import dense_vector_wire as _dense_vector_wire
 from ._sparsevec import SparseVector, decode_sparsevec, encode_sparsevec
 from ._vector import DenseVector, Vector, decode_vector, encode_vector
 
-#: True when the compiled ``vector`` encoder is loaded (False without a C build, or with
-#: ``PGVS_NO_EXTENSIONS=1`` set in the environment).
+#: True when the compiled ``vector`` and ``halfvec`` encoders are loaded (False without a C
+#: build, or with ``PGVS_NO_EXTENSIONS=1`` set in the environment).
 SPEEDUPS: bool = _dense_vector_wire is not None
 
 __all__ = [

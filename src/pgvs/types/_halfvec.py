@@ -7,6 +7,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
+from . import _native
 from ._common import (
     HALF_MAX,
     HALFVEC_MAX_DIM,
@@ -44,6 +45,15 @@ class HalfVector(DenseVector):
 
     @classmethod
     def _wire_from(cls, values: Any) -> bytes:
+        if _dense_halfvec_wire is not None and type(values) in _NATIVE_INPUTS:
+            wire = _dense_halfvec_wire(values)
+            if wire is not None:
+                return wire
+        return cls._wire_from_python(values)
+
+    @classmethod
+    def _wire_from_python(cls, values: Any) -> bytes:
+        """:meth:`_wire_from` in pure Python: the reference the C fast path must agree with."""
         if isinstance(values, DenseVector):
             if type(values) is HalfVector:
                 return values._wire
@@ -77,6 +87,11 @@ class HalfVector(DenseVector):
     def to_list(self) -> list[float]:
         """The elements as Python floats (exact)."""
         return list(be_struct(f"{self.dim}e").unpack_from(self._wire, 4))
+
+
+# The exact types the compiled encoder is given (numpy arrays reach it through _numpy).
+_NATIVE_INPUTS = frozenset({list, tuple, array})
+_dense_halfvec_wire = _native.dense_halfvec_wire
 
 
 class _NoArrayType:

@@ -1,4 +1,4 @@
-"""The optional compiled fast path (``pgvs._speedups``), or None when it is not available.
+"""The optional compiled fast paths (``pgvs._speedups``), or None when they are not available.
 
 The extension is built by the wheel build hook when a C compiler is present; pure Python is the
 reference and always works. ``PGVS_NO_EXTENSIONS=1`` in the environment turns the extension off
@@ -20,19 +20,21 @@ def flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _load() -> DenseVectorWire | None:
+def _load() -> tuple[DenseVectorWire, DenseVectorWire] | tuple[None, None]:
     if flag("PGVS_NO_EXTENSIONS"):
-        return None
+        return None, None
     try:
-        from .._speedups import dense_vector_wire
+        from .._speedups import dense_halfvec_wire, dense_vector_wire
     except ImportError:
-        return None
-    return dense_vector_wire
+        return None, None
+    return dense_vector_wire, dense_halfvec_wire
 
 
 #: ``dense_vector_wire(values)``: ``vector`` wire bytes of a 1-D contiguous native float32/float64
 #: buffer, or of an exact list/tuple of exact floats and ints, whose values are all finite in
-#: float32, else None (then the pure-Python path decides and names the offending element). None
-#: when the extension is absent or disabled. It accepts any such buffer (memoryviews and ctypes
-#: arrays too): callers pass it only the types whose Python path means the same thing.
-dense_vector_wire: DenseVectorWire | None = _load()
+#: float32, else None (then the pure-Python path decides and names the offending element).
+#: ``dense_halfvec_wire(values)``: the same for ``halfvec`` (through float32, then float16, ties to
+#: even; None when a value is not finite or rounds beyond ±65504). Both are None when the
+#: extension is absent or disabled. They accept any such buffer (memoryviews and ctypes arrays
+#: too): callers pass them only the types whose Python path means the same thing.
+dense_vector_wire, dense_halfvec_wire = _load()

@@ -56,6 +56,7 @@ _encode_vector_general = _vector.encode_vector
 # The compiled fast path (None without the extension): same bytes as the Python path, or None
 # whenever that path has to decide (odd shapes, dtypes, non-finite values).
 _dense_vector_wire = _native.dense_vector_wire
+_dense_halfvec_wire = _native.dense_halfvec_wire
 _Vector = _vector.Vector
 
 
@@ -221,6 +222,15 @@ def halfvec_wire(arr: npt.NDArray[Any]) -> bytes:
     Values are rounded to float32 and then to float16, as the server does with text input; a
     value that rounds beyond ±65504 (that is, |x| >= 65520) is refused with its position.
     """
+    if _dense_halfvec_wire is not None and type(arr) is _ndarray:
+        wire = _dense_halfvec_wire(arr)
+        if wire is not None:
+            return wire
+    return halfvec_wire_python(arr)
+
+
+def halfvec_wire_python(arr: npt.NDArray[Any]) -> bytes:
+    """:func:`halfvec_wire` in pure Python: the reference the C fast path must agree with."""
     if type(arr) is not _ndarray:
         _refuse_masked(arr, "halfvec")
     if arr.dtype.kind == "O":
@@ -369,6 +379,7 @@ __all__ = [
     "encode_vector",
     "encode_vector_python",
     "halfvec_wire",
+    "halfvec_wire_python",
     "matrix_wires",
     "sparse_from_dense",
     "sparse_to_numpy",
