@@ -451,7 +451,12 @@ async def test_atomic_ingest_is_all_or_nothing(store: AsyncPGVectorStore) -> Non
     assert caught.value.rows_written == 0
     assert await store.count() == 100
     data["vectors"][420] = 1.0
-    result = await ingest(store, data["vectors"], batch_size=100, atomic=True, **columns(data))
+    seen: list[IngestProgress] = []
+    result = await ingest(
+        store, data["vectors"], batch_size=100, atomic=True, progress=seen.append, **columns(data)
+    )
+    # Progress of an atomic ingest counts written (not yet committed) batches, once each.
+    assert [(p.rows_done, p.batches_done) for p in seen] == [(n * 100, n) for n in range(1, 6)]
     assert result.committed_batches == [0, 1, 2, 3, 4]
     assert (result.rows_copied, result.rows_upserted) == (400, 100)
     assert await store.count() == 500

@@ -95,9 +95,14 @@ _COPY_CHUNK = 1 << 20  # bytes per CopyData message
 
 @dataclass(frozen=True)
 class IngestProgress:
-    """What a ``progress`` callback receives after every committed batch."""
+    """What a ``progress`` callback receives after every committed batch.
 
-    rows_done: int  # input rows of the committed batches
+    With ``atomic=True`` nothing commits until the end, so the callback runs after every batch
+    is *written* inside the still-open transaction, and the counts are of written batches; a
+    later failure rolls all of them back (the :class:`IngestError` says so).
+    """
+
+    rows_done: int  # input rows of the committed (atomic: written) batches
     rows_total: int | None  # input rows in all, when known (an array, a list); else None
     rows_per_second: float  # rows_done / elapsed_seconds
     batches_done: int
@@ -621,7 +626,7 @@ class _Ingest:
             rows_done=self.rows_done,
             rows_total=self.source.total,
             rows_per_second=self.rows_done / elapsed if elapsed > 0 else 0.0,
-            batches_done=len(self.committed),
+            batches_done=self.batches if self.atomic else len(self.committed),
             elapsed_seconds=elapsed,
         )
         outcome = self.progress(state)
