@@ -94,7 +94,8 @@ put_f32(unsigned char *out, float value)
 
 /* Writes `value` rounded to float16 (to nearest, ties to even) as big-endian; returns 1 when it
  * is NaN or infinite or rounds beyond ±65504, which is exactly when the result would be a half
- * infinity or NaN. */
+ * infinity or NaN. Integer arithmetic only: the result must not depend on the FPU's rounding
+ * mode (numpy's and CPython's float16 conversions do not either). */
 static inline uint32_t
 put_f16(unsigned char *out, float value)
 {
@@ -115,17 +116,23 @@ put_f16(unsigned char *out, float value)
             return 1;
         }
     }
+    else if (magnitude < 0x33000000u) {
+        /* Below 2^-25, half the smallest subnormal half (2^-25 itself ties to even, to 0):
+         * zero. This includes float32 zeros and subnormals. */
+        half = 0;
+    }
     else {
-        /* Below the smallest normal half (2^-14): a subnormal half m * 2^-24, or zero. Adding
-         * 0.5 puts the value in [0.5, 1), whose float32 spacing is exactly 2^-24, so the FPU's
-         * own round-half-to-even produces m in the low bits (m = 1024 is the smallest normal,
-         * also correct). */
-        float absolute;
-        memcpy(&absolute, &magnitude, 4);
-        float shifted = absolute + 0.5f;
-        uint32_t shifted_bits;
-        memcpy(&shifted_bits, &shifted, 4);
-        half = shifted_bits - 0x3f000000u;
+        /* A subnormal half m * 2^-24 (m = 1024, the smallest normal, when rounding carries):
+         * the float32 value is significand * 2^(exponent - 150) with the implicit bit set, so
+         * m = significand / 2^(126 - exponent), a shift of 14 to 24 bits, rounded half to even
+         * by hand. */
+        uint32_t exponent = magnitude >> 23;
+        uint32_t significand = (magnitude & 0x007fffffu) | 0x00800000u;
+        uint32_t shift = 126u - exponent;
+        uint32_t kept = significand >> shift;
+        uint32_t dropped = significand & ((1u << shift) - 1u);
+        uint32_t halfway = 1u << (shift - 1u);
+        half = kept + (dropped > halfway || (dropped == halfway && (kept & 1u)));
     }
     half |= (bits >> 16) & 0x8000u;
     out[0] = (unsigned char)(half >> 8);

@@ -46,6 +46,7 @@ from ._vector import DenseVector, Vector, decode_vector, encode_vector
 #: True when the compiled ``vector`` and ``halfvec`` encoders are loaded (False without a C
 #: build, or with ``PGVS_NO_EXTENSIONS=1`` set in the environment).
 SPEEDUPS: bool = _dense_vector_wire is not None
+del _dense_vector_wire  # callers use the copies in _numpy, _vector and _halfvec
 
 __all__ = [
     "BIT_MAX_LENGTH",

@@ -49,6 +49,11 @@ class HalfVector(DenseVector):
             wire = _dense_halfvec_wire(values)
             if wire is not None:
                 return wire
+        if numpy_if_array(values) is not None:
+            from . import _numpy
+
+            _use_numpy(_numpy)
+            return _numpy.halfvec_wire(values)  # the C path for exact arrays, then Python
         return cls._wire_from_python(values)
 
     @classmethod
@@ -62,7 +67,7 @@ class HalfVector(DenseVector):
             from . import _numpy
 
             _use_numpy(_numpy)
-            return _numpy.halfvec_wire(values)
+            return _numpy.halfvec_wire_python(values)
         if isinstance(values, array):
             values = values.tolist()
         elements = as_element_list(values, "halfvec")

@@ -175,20 +175,23 @@ def vector_wire_python(arr: npt.NDArray[Any]) -> bytes:
 
 
 def encode_vector_python(value: Any) -> bytes:
-    """The ``vector`` codec encoder in pure Python, with the numpy float32 row as its fast path.
-
-    Anything else (other dtypes, Vector, lists, bad input) goes to the general encoder.
+    """The ``vector`` codec encoder in pure Python, with the numpy float32 row as its fast path
+    (what is installed without the extension, and the reference the C path must agree with).
     """
     cls = type(value)
-    if cls is _ndarray and value.dtype is F32 and value.ndim == 1:
-        dim = value.size
-        if 0 < dim <= VECTOR_MAX_DIM and _isfinite(_vdot(value, _PROBES[dim])):
-            return _join((_HEADERS[dim], value.astype(_BE_F32)))
-        # Not finite (or not a valid size): the general path names the offending element.
-    elif cls is _Vector:  # e.g. rows from Vector.from_matrix: already validated wire bytes
+    if cls is _ndarray:
+        if value.dtype is F32 and value.ndim == 1:
+            dim = value.size
+            if 0 < dim <= VECTOR_MAX_DIM and _isfinite(_vdot(value, _PROBES[dim])):
+                return _join((_HEADERS[dim], value.astype(_BE_F32)))
+        # Other dtypes and shapes, or not finite: this path converts or names the element.
+        return vector_wire_python(value)
+    if cls is _Vector:  # e.g. rows from Vector.from_matrix: already validated wire bytes
         wire: bytes = value.to_binary()
         return wire
-    return _encode_vector_general(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _encode_vector_general(value)  # wire bytes, checked as Vector.from_binary does
+    return _Vector._wire_from_python(value)
 
 
 def _native_first(native: _native.DenseVectorWire) -> Callable[[Any], bytes]:

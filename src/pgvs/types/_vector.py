@@ -245,6 +245,11 @@ class Vector(DenseVector):
             wire = _dense_vector_wire(values)
             if wire is not None:
                 return wire
+        if numpy_if_array(values) is not None:
+            from . import _numpy
+
+            _use_numpy(_numpy)
+            return _numpy.vector_wire(values)  # the C path for exact arrays, then Python
         return cls._wire_from_python(values)
 
     @classmethod
@@ -258,7 +263,7 @@ class Vector(DenseVector):
             from . import _numpy
 
             _use_numpy(_numpy)
-            return _numpy.vector_wire(values)
+            return _numpy.vector_wire_python(values)
         if isinstance(values, array) and values.typecode == "f":
             dim = len(values)
             check_dim(dim, "vector", VECTOR_MAX_DIM)
