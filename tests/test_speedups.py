@@ -48,13 +48,18 @@ FLT_TRUE_MIN = float(np.finfo(np.float32).smallest_subnormal)
 REQUIRED = _native.flag("PGVS_REQUIRE_EXTENSIONS")
 
 
-@pytest.fixture
-def native() -> NativeWire:
-    if _native.dense_vector_wire is None:
+def _loaded(function: NativeWire | None) -> NativeWire:
+    """``function``, or skip the test without the extension (fail where it is required)."""
+    if function is None:
         if REQUIRED:
             pytest.fail("PGVS_REQUIRE_EXTENSIONS is set but pgvs._speedups is not loaded")
         pytest.skip("pgvs._speedups is not built in this environment (pure-Python install)")
-    return _native.dense_vector_wire
+    return function
+
+
+@pytest.fixture
+def native() -> NativeWire:
+    return _loaded(_native.dense_vector_wire)
 
 
 def test_extension_loaded_where_required() -> None:
@@ -346,88 +351,6 @@ def test_masked_arrays_are_refused(build: Callable[[Any], object]) -> None:
 _f32_bits = st.integers(min_value=0, max_value=2**32 - 1)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_f32_bits, min_size=1, max_size=40))
-def test_random_f32_bit_patterns(bits: list[int]) -> None:
-    # Every float32 there is: NaNs with payloads, infinities, subnormals, signed zeros.
-    if _native.dense_vector_wire is None:
-        pytest.skip("pgvs._speedups is not built")
-    value = np.array(bits, dtype=np.uint32).view(np.float32)
-    expected = _reference(value)
-    wire = _native.dense_vector_wire(value)
-    if isinstance(expected, bytes):
-        assert wire == expected
-    else:
-        assert wire is None
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.floats(width=64, allow_nan=True, allow_infinity=True), min_size=1, max_size=40))
-def test_random_f64_values(values: list[float]) -> None:
-    if _native.dense_vector_wire is None:
-        pytest.skip("pgvs._speedups is not built")
-    for value in (np.array(values, dtype=np.float64), values, tuple(values)):
-        expected = _reference(value)
-        wire = _native.dense_vector_wire(value)
-        if isinstance(expected, bytes):
-            assert wire == expected
-        else:
-            assert wire is None
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.one_of(
-            st.integers(min_value=-(2**1100), max_value=2**1100),
-            st.floats(width=64),
-            st.booleans(),
-            st.none(),
-        ),
-        min_size=1,
-        max_size=20,
-    )
-)
-def test_random_lists_of_mixed_elements(values: list[Any]) -> None:
-    if _native.dense_vector_wire is None:
-        pytest.skip("pgvs._speedups is not built")
-    expected = _reference(values)
-    wire = _native.dense_vector_wire(values)
-    if isinstance(expected, bytes):
-        assert wire == expected
-    else:
-        assert wire is None
-    assert _outcome(_vector.encode_vector, values) == expected
-
-
-SERVER_ROWS = [
-    _f64(0.1, 1 / 3, 2 / 3, 1e-40, -2.5e-42, 3.4028235e38, 1e-50),
-    _f64(1 + 2**-24, 1 + 3 * 2**-24, 2**-149 * 1.5, 16777217.0),
-    _f32(FLT_MAX, -FLT_MAX, FLT_TRUE_MIN, -0.0, 0.0, 1.0),
-    rng.standard_normal(768, dtype=np.float32),
-    rng.standard_normal(300) * 1e30,
-]
-
-
-async def test_server_rounds_exact_decimals_the_same_way(native: NativeWire, pg_dsn: str) -> None:
-    # The server parses the exact decimal value of every element (strtof rounds it once, to
-    # nearest): that is the float32 the C cast must also produce.
-    conn: asyncpg.Connection[Any] = await asyncpg.connect(pg_dsn)
-    try:
-        await register_vector(conn)
-        for row in SERVER_ROWS:
-            wire = native(row)
-            assert wire is not None
-            exact = "[" + ",".join(str(decimal.Decimal(float(x))) for x in row) + "]"
-            record = await conn.fetchrow(
-                "SELECT $1::vector::text, $2::text::vector::text", Vector.from_binary(wire), exact
-            )
-            assert record is not None
-            assert record[0] == record[1]
-    finally:
-        await conn.close()
-
-
 def test_no_extensions_switch_turns_it_off() -> None:
     script = textwrap.dedent(
         """
@@ -455,11 +378,7 @@ def test_no_extensions_switch_turns_it_off() -> None:
 
 @pytest.fixture
 def native_half() -> NativeWire:
-    if _native.dense_halfvec_wire is None:
-        if REQUIRED:
-            pytest.fail("PGVS_REQUIRE_EXTENSIONS is set but pgvs._speedups is not loaded")
-        pytest.skip("pgvs._speedups is not built in this environment (pure-Python install)")
-    return _native.dense_halfvec_wire
+    return _loaded(_native.dense_halfvec_wire)
 
 
 def _half_reference(value: Any) -> bytes | str:
@@ -551,18 +470,55 @@ def test_half_rounding_around_every_half_value(native_half: NativeWire) -> None:
         assert native_half(np.array([value])) is None
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_f32_bits, min_size=1, max_size=40))
-def test_half_random_f32_bit_patterns(bits: list[int]) -> None:
-    if _native.dense_halfvec_wire is None:
-        pytest.skip("pgvs._speedups is not built")
-    value = np.array(bits, dtype=np.uint32).view(np.float32)
-    expected = _half_reference(value)
-    wire = _native.dense_halfvec_wire(value)
+# -- random input and the server: both encoders -------------------------------------------------
+
+# (kind, the C function, the pure-Python reference, the numpy-free codec encoder)
+ENCODERS: dict[
+    str,
+    tuple[Callable[[], NativeWire | None], Callable[[Any], bytes | str], Callable[[Any], bytes]],
+] = {
+    "vector": (lambda: _native.dense_vector_wire, _reference, _vector.encode_vector),
+    "halfvec": (lambda: _native.dense_halfvec_wire, _half_reference, _halfvec.encode_halfvec),
+}
+
+
+def _assert_agrees(kind: str, value: Any) -> None:
+    """The C function gives the reference's bytes, or None where the reference raises; the
+    installed codec encoder behaves exactly like the reference."""
+    load, reference, encode = ENCODERS[kind]
+    native_wire = _loaded(load())
+    expected = reference(value)
+    wire = native_wire(value)
     if isinstance(expected, bytes):
         assert wire == expected
     else:
         assert wire is None
+    assert _outcome(encode, value) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_f32_bits, min_size=1, max_size=40))
+def test_random_f32_bit_patterns(bits: list[int]) -> None:
+    # Every float32 there is: NaNs with payloads, infinities, subnormals, signed zeros.
+    value = np.array(bits, dtype=np.uint32).view(np.float32)
+    for kind in ENCODERS:
+        _assert_agrees(kind, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(width=64, allow_nan=True, allow_infinity=True), min_size=1, max_size=40))
+def test_random_f64_values(values: list[float]) -> None:
+    for value in (np.array(values, dtype=np.float64), values, tuple(values)):
+        for kind in ENCODERS:
+            _assert_agrees(kind, value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=-7e4, max_value=7e4), min_size=1, max_size=30))
+def test_random_values_in_half_range(values: list[float]) -> None:
+    for value in (values, np.array(values), np.array(values, np.float32)):
+        for kind in ENCODERS:
+            _assert_agrees(kind, value)
 
 
 @settings(max_examples=200, deadline=None)
@@ -579,32 +535,18 @@ def test_half_random_f32_bit_patterns(bits: list[int]) -> None:
         max_size=20,
     )
 )
-def test_half_random_lists_of_mixed_elements(values: list[Any]) -> None:
-    if _native.dense_halfvec_wire is None:
-        pytest.skip("pgvs._speedups is not built")
-    expected = _half_reference(values)
-    wire = _native.dense_halfvec_wire(values)
-    if isinstance(expected, bytes):
-        assert wire == expected
-    else:
-        assert wire is None
-    assert _outcome(_halfvec.encode_halfvec, values) == expected
+def test_random_lists_of_mixed_elements(values: list[Any]) -> None:
+    for kind in ENCODERS:
+        _assert_agrees(kind, values)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(min_value=-7e4, max_value=7e4), min_size=1, max_size=30))
-def test_half_random_lists(values: list[float]) -> None:
-    if _native.dense_halfvec_wire is None:
-        pytest.skip("pgvs._speedups is not built")
-    for value in (values, np.array(values)):
-        expected = _half_reference(value)
-        wire = _native.dense_halfvec_wire(value)
-        if isinstance(expected, bytes):
-            assert wire == expected
-        else:
-            assert wire is None
-
-
+SERVER_ROWS = [
+    _f64(0.1, 1 / 3, 2 / 3, 1e-40, -2.5e-42, 3.4028235e38, 1e-50),
+    _f64(1 + 2**-24, 1 + 3 * 2**-24, 2**-149 * 1.5, 16777217.0),
+    _f32(FLT_MAX, -FLT_MAX, FLT_TRUE_MIN, -0.0, 0.0, 1.0),
+    rng.standard_normal(768, dtype=np.float32),
+    rng.standard_normal(300) * 1e30,
+]
 HALF_SERVER_ROWS = [
     _f64(0.1, 1 / 3, 65504.0, 65519.99, -65519.99, 1e-8, 3e-8, 2.0**-14, 6e-5),
     _f32(HALF_SUB, 1.5 * HALF_SUB, 2.5 * HALF_SUB, 1 + 2**-11, 1 + 3 * 2**-11, -0.0),
@@ -612,17 +554,26 @@ HALF_SERVER_ROWS = [
 ]
 
 
-async def test_server_rounds_halves_the_same_way(native_half: NativeWire, pg_dsn: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "value_type", "rows"),
+    [("vector", Vector, SERVER_ROWS), ("halfvec", HalfVector, HALF_SERVER_ROWS)],
+)
+async def test_server_rounds_exact_decimals_the_same_way(
+    pg_dsn: str, kind: str, value_type: type[Vector] | type[HalfVector], rows: list[Any]
+) -> None:
+    # The server parses the exact decimal value of every element (strtof rounds it once, to
+    # nearest; halfvec then rounds that float32 to half): what the C path must produce too.
+    native_wire = _loaded(ENCODERS[kind][0]())
     conn: asyncpg.Connection[Any] = await asyncpg.connect(pg_dsn)
     try:
         await register_vector(conn)
-        for row in HALF_SERVER_ROWS:
-            wire = native_half(row)
+        for row in rows:
+            wire = native_wire(row)
             assert wire is not None
             exact = "[" + ",".join(str(decimal.Decimal(float(x))) for x in row) + "]"
             record = await conn.fetchrow(
-                "SELECT $1::halfvec::text, $2::text::halfvec::text",
-                HalfVector.from_binary(wire),
+                f"SELECT $1::{kind}::text, $2::text::{kind}::text",
+                value_type.from_binary(wire),
                 exact,
             )
             assert record is not None
