@@ -68,6 +68,14 @@ def _wheel_from(sdist: Path, out: Path, **env: str) -> subprocess.CompletedProce
     )
 
 
+def _assert_imports_from(wheel: Path, unpack: Path, *, speedups: bool) -> None:
+    """A fresh interpreter imports pgvs from the unpacked ``wheel``, with or without the C
+    encoder as expected."""
+    location, loaded = _import_from(wheel, unpack).rsplit(" ", 1)
+    assert location.startswith(str(unpack))
+    assert loaded == str(speedups)
+
+
 def _import_from(wheel: Path, unpack: Path) -> str:
     """Unpack ``wheel`` and report, from a fresh interpreter, where pgvs came from and whether
     the C encoder is in use."""
@@ -107,9 +115,7 @@ def test_wheel_with_a_compiler_carries_the_extension(sdist: Path, tmp_path: Path
     assert f"pgvs/_speedups{EXT_SUFFIX}" in names
     assert "pgvs/_speedups.c" not in names
     assert "Root-Is-Purelib: false" in wheel_meta
-    location, speedups = _import_from(wheel, tmp_path / "unpacked").rsplit(" ", 1)
-    assert location.startswith(str(tmp_path / "unpacked"))
-    assert speedups == "True"
+    _assert_imports_from(wheel, tmp_path / "unpacked", speedups=True)
 
 
 def test_wheel_without_a_compiler_is_pure_python_and_works(sdist: Path, tmp_path: Path) -> None:
@@ -120,9 +126,7 @@ def test_wheel_without_a_compiler_is_pure_python_and_works(sdist: Path, tmp_path
     assert wheel.name.endswith("-py3-none-any.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert not [n for n in archive.namelist() if n.endswith((".so", ".pyd", ".c"))]
-    location, speedups = _import_from(wheel, tmp_path / "unpacked").rsplit(" ", 1)
-    assert location.startswith(str(tmp_path / "unpacked"))
-    assert speedups == "False"
+    _assert_imports_from(wheel, tmp_path / "unpacked", speedups=False)
 
 
 def test_required_extension_fails_the_build_without_a_compiler(sdist: Path, tmp_path: Path) -> None:
@@ -140,9 +144,7 @@ def test_no_extensions_builds_pure_python(sdist: Path, tmp_path: Path) -> None:
     assert "PGVS_NO_EXTENSIONS is set" in result.stdout + result.stderr
     (wheel,) = tmp_path.glob("*.whl")
     assert wheel.name.endswith("-py3-none-any.whl")
-    location, speedups = _import_from(wheel, tmp_path / "unpacked").rsplit(" ", 1)
-    assert location.startswith(str(tmp_path / "unpacked"))
-    assert speedups == "False"
+    _assert_imports_from(wheel, tmp_path / "unpacked", speedups=False)
 
 
 def test_contradictory_switches_fail_the_build(sdist: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from ._common import (
     pack_f32_elements,
     short_repr,
 )
-from ._vector import DenseVector
+from ._vector import _NATIVE_INPUTS, DenseVector
 
 __all__ = ["HalfVector", "decode_halfvec", "encode_halfvec"]
 
@@ -94,8 +94,6 @@ class HalfVector(DenseVector):
         return list(be_struct(f"{self.dim}e").unpack_from(self._wire, 4))
 
 
-# The exact types the compiled encoder is given (numpy arrays reach it through _numpy).
-_NATIVE_INPUTS = frozenset({list, tuple, array})
 _dense_halfvec_wire = _native.dense_halfvec_wire
 
 
