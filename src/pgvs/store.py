@@ -777,12 +777,15 @@ class AsyncPGVectorStore:
     async def _fetch_with_settings(
         self, settings: Sequence[tuple[str, str]], sql: str, *args: Any
     ) -> list[asyncpg.Record]:
-        """``sql`` in a transaction that first applies ``settings`` with SET LOCAL.
+        """``sql`` in a transaction that first applies ``settings`` with SET LOCAL (without
+        settings: a plain pool fetch, one round trip).
 
         Three round trips (BEGIN + SET LOCALs as one message, the query, COMMIT). SET LOCAL
         ends with the transaction, so nothing reaches the next user of the pooled connection;
         a connection whose transaction could not be ended is terminated, never reused.
         """
+        if not settings:
+            return await self.pool.fetch(sql, *args)
         async with self.pool.acquire() as connection:
             try:
                 await connection.execute(_ix.set_local_sql(settings))
@@ -859,11 +862,8 @@ class AsyncPGVectorStore:
             sql, params = self._search_statement(
                 filter, include_metadata, include_vectors, plan.resort
             )
-            args = (value, k, self._domain, *params) if self._has_domain else (value, k, *params)
-            if plan.settings:
-                rows = await self._fetch_with_settings(plan.settings, sql, *args)
-            else:
-                rows = await self.pool.fetch(sql, *args)
+            args = (value, k, *self._domain_args(), *params)
+            rows = await self._fetch_with_settings(plan.settings, sql, *args)
         else:
             # The hot path: a precomputed statement per (k, columns), one pool.fetch.
             key = (k, include_metadata, include_vectors)
@@ -917,10 +917,7 @@ class AsyncPGVectorStore:
             include_vectors=include_vectors,
         )
         args = (values, k, *self._domain_args(), *(compiled.params if filter else ()))
-        if plan.settings:
-            rows = await self._fetch_with_settings(plan.settings, sql, *args)
-        else:
-            rows = await self.pool.fetch(sql, *args)
+        rows = await self._fetch_with_settings(plan.settings, sql, *args)
         grouped: list[list[SearchResult]] = [[] for _ in values]
         for row in rows:
             hit = self._row_to_result(row, include_metadata, include_vectors)
@@ -950,7 +947,7 @@ class AsyncPGVectorStore:
         value = self._query_value(query)
         plan = self._plan_query(k, filter, ef_search, probes, exact)
         sql, params = self._search_statement(filter, True, False, plan.resort)
-        args = (value, k, self._domain, *params) if self._has_domain else (value, k, *params)
+        args = (value, k, *self._domain_args(), *params)
         options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
         async with self.pool.acquire() as connection:
             try:
