@@ -16,7 +16,7 @@ one is there already) and is searched for the top 10 by cosine distance three wa
 - ``sync``: ``PGVectorStore.search(q, k=10)``, the sync facade over the same table (its own pool
   on its background loop), called from the main thread;
 - ``raw_store_sql`` (diagnostic; ``--no-store-sql`` drops it): the raw side's prepared statements,
-  but of the exact SQL text the store sends (``store._sql``), with its parameters. It splits the
+  but of the exact SQL text the store sends (``store._ctx.sql``), with its parameters. It splits the
   pgvs/raw gap into what the store's SQL costs the server (``ratio_store_sql_vs_raw``) and what
   pgvs's client path costs (``ratio_pgvs_vs_store_sql``).
 
@@ -302,9 +302,9 @@ class StoreSql:
         cls, store: AsyncPGVectorStore, connections: Sequence[asyncpg.Connection[Any]]
     ) -> StoreSql | None:
         try:  # private API: skipped (with a note) if the store's internals have moved on
-            sql = store._sql.search(condition=None, include_metadata=True, include_vectors=False)
+            sql = store._ctx.sql.search(condition=None, include_metadata=True, include_vectors=False)
             statements = [await conn.prepare(sql) for conn in connections]
-            return cls(sql, statements, store._domain)
+            return cls(sql, statements, store._ctx.domain)
         except (AttributeError, TypeError, asyncpg.PostgresError) as exc:
             progress(f"note: the store's search SQL is not available ({exc}); side skipped")
             return None
@@ -550,7 +550,7 @@ async def _breakdown(bench: Bench, queries: Sequence[Query], dsn: str) -> dict[s
     wire: list[bytes] = []
 
     def query_value() -> None:
-        wire[:] = [store._query_value(query)]
+        wire[:] = [store._ctx.query_value(query)]
 
     micro: dict[str, Callable[[], object]] = {
         # the store's check + conversion of the query; then the codec checks those bytes again
@@ -558,7 +558,7 @@ async def _breakdown(bench: Bench, queries: Sequence[Query], dsn: str) -> dict[s
         "encode_query_bytes_us": lambda: encode(wire[0]),
         # what the raw side pays instead: the codec's fast path on the float32 row
         "encode_query_ndarray_us": lambda: encode(query),
-        "results_10_rows_us": lambda: [store._row_to_result(r, True, False) for r in records],
+        "results_10_rows_us": lambda: [store._ctx.row_to_result(r, True, False) for r in records],
         "read_10_records_us": lambda: [
             (r["id"], float(r["distance"]), r["metadata"], r["content"]) for r in records
         ],

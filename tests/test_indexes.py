@@ -25,7 +25,7 @@ from pgvs import (
     SparseVector,
     ValidationError,
 )
-from pgvs import store as store_module
+from pgvs.store import _index_manager
 from pgvs._statements import Statements
 from pgvs.config import StoreConfig
 from pgvs.indexes import (
@@ -33,17 +33,14 @@ from pgvs.indexes import (
     check_index_params,
     default_lists,
     index_problem,
-    index_spec,
     operator_class,
     parse_reloptions,
     progress_from_row,
     resolve_quantization,
-    search_settings,
-    session_settings,
-    set_local_sql,
     uses_index,
     version_tuple,
 )
+from pgvs.planning import index_spec, search_settings, session_settings, set_local_sql
 
 # -- pure: operator classes, limits, parameters ---------------------------------------------------
 
@@ -648,7 +645,7 @@ async def test_build_settings_apply_to_the_build(
 async def test_progress_callback_and_bar(
     manual: AsyncPGVectorStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(store_module, "_PROGRESS_INTERVAL", 0.01)
+    monkeypatch.setattr(_index_manager, "_PROGRESS_INTERVAL", 0.01)
     await manual.add_vectors(_vectors(3000))
     samples: list[IndexProgress] = []
     await manual.create_index("hnsw", progress=samples.append)
@@ -825,7 +822,7 @@ async def test_plain_search_is_one_statement_without_a_transaction(
         raise AssertionError("the plain path opened a transaction")
 
     monkeypatch.setattr(asyncpg.Pool, "fetch", counting_fetch)
-    monkeypatch.setattr(manual, "_fetch_with_settings", no_transaction)
+    monkeypatch.setattr(manual._session, "fetch_with_settings", no_transaction)
     await manual.search(vectors[0], k=10)
     await manual.search(vectors[0], k=10, include_metadata=False)
     assert len(calls) == 2

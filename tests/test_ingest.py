@@ -38,7 +38,6 @@ from pgvs.ingest import (
     default_batch_size,
     ingest,
     read_on_loop,
-    upsert_all,
 )
 from pgvs.server import EmbeddedServer
 
@@ -741,34 +740,37 @@ def test_sync_store_reads_generators_in_a_worker_thread(pg_dsn: str, table_name:
     assert loop_thread not in threads
 
 
-async def test_upsert_all_keeps_the_add_vectors_contract(
+async def test_add_vectors_copy_path_keeps_the_statement_contract(
     store: AsyncPGVectorStore, twin: AsyncPGVectorStore
 ) -> None:
+    # From INGEST_THRESHOLD rows add_vectors takes the COPY path (upsert_all); below it, one
+    # statement. Both must give the same ids and rows: the twin writes in statement-sized calls.
     assert INGEST_THRESHOLD == 500
     data = dataset(3000)
     keys: list[Any] = list(data["ids"])
     keys[2999] = keys[5].upper()  # a duplicate (in another spelling): the last row wins
-    arguments = (
-        data["metadata"],
-        data["contents"],
-        data["document_ids"],
-        data["chunk_indexes"],
-    )
-    returned = await upsert_all(store, data["vectors"], keys, *arguments)
-    expected = await twin.add_vectors(data["vectors"], keys, *arguments)
+    columns = (data["metadata"], data["contents"], data["document_ids"], data["chunk_indexes"])
+    returned = await store.add_vectors(data["vectors"], keys, *columns)
+    expected: list[Any] = []
+    step = INGEST_THRESHOLD - 1
+    for start in range(0, 3000, step):
+        part = slice(start, start + step)
+        expected += await twin.add_vectors(
+            data["vectors"][part], keys[part], *(column[part] for column in columns)
+        )
     assert returned == expected
     assert returned[2999] == returned[5] == data["ids"][5]
     assert await table_rows(store) == await table_rows(twin)
 
-    generated = await upsert_all(store, np.ones((700, DIM)))
+    generated = await store.add_vectors(np.ones((700, DIM)))
     assert len(set(generated)) == 700
     assert await store.count() == 2999 + 700
 
-    # A bad row anywhere: its ValidationError, and nothing written.
+    # A bad row anywhere: its ValidationError (not an IngestError), and nothing written.
     bad = data["vectors"].copy()
     bad[2500, 0] = np.nan
     with pytest.raises(ValidationError, match="row 2500: vector element 0 is nan"):
-        await upsert_all(store, bad, ids_for(3000, 77))
+        await store.add_vectors(bad, ids_for(3000, 77))
     assert await store.count() == 2999 + 700
 
 

@@ -162,7 +162,7 @@ async def test_scores_per_metric(pg_dsn: str, table_name: str, metric: str, scor
         for hit in await store.search([2, 1], k=2):
             assert hit.score == pytest.approx(score_of(hit.distance))
         raw = await store.pool.fetch(
-            f'SELECT embedding {store._sql.operator} $1::vector AS d FROM "{table_name}" ORDER BY d',
+            f'SELECT embedding {store._ctx.sql.operator} $1::vector AS d FROM "{table_name}" ORDER BY d',
             [2.0, 1.0],
         )
         hits = await store.search([2, 1], k=2)

@@ -28,8 +28,7 @@ from .types import Bit, HalfVector, SparseVector, Vector
 
 if TYPE_CHECKING:
     from .config import StoreConfig
-    from .indexes import IndexProgress, IndexStatus, SearchExplanation
-    from .results import Record, SearchResult
+    from .results import IndexProgress, IndexStatus, Record, SearchExplanation, SearchResult
     from .store import AsyncPGVectorStore, VectorStoreFactory
     from .sync import PGVectorStore
 
@@ -42,9 +41,9 @@ _LAZY = {
     "StoreConfig": "pgvs.config",
     "SearchResult": "pgvs.results",
     "Record": "pgvs.results",
-    "IndexStatus": "pgvs.indexes",
-    "IndexProgress": "pgvs.indexes",
-    "SearchExplanation": "pgvs.indexes",
+    "IndexStatus": "pgvs.results",
+    "IndexProgress": "pgvs.results",
+    "SearchExplanation": "pgvs.results",
 }
 
 __all__ = [

@@ -23,7 +23,11 @@ what to do next. Messages never contain a DSN password: :func:`redact_dsn` scrub
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import re
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 __all__ = [
     "ConfigurationError",
@@ -41,7 +45,12 @@ __all__ = [
     "ValidationError",
     "redact_dsn",
     "translate_error",
+    "translated",
+    "translating",
 ]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class PGVSError(Exception):
@@ -238,3 +247,39 @@ def translate_error(exc: BaseException, *, operation: str = "") -> BaseException
 def _looks_like_connection(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(word in text for word in ("connection", "closed", "terminat", "protocol"))
+
+
+def translated(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Route every exception of a public coroutine through :func:`translate_error`.
+
+    The operation named in messages is the coroutine's own name. This decorator (on the store's
+    public methods) and :func:`translating` (for work outside them: background builds, the sync
+    facade's ``run``) are the only places lower-level errors become pgvs errors.
+    """
+    operation = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except Exception as exc:
+            error = translate_error(exc, operation=operation)
+            if error is exc:
+                raise
+            raise error from exc
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def translating(operation: str) -> Iterator[None]:
+    """``with translating("ingest"): ...``: the block's exceptions leave as pgvs errors."""
+    try:
+        yield
+    except Exception as exc:
+        error = translate_error(exc, operation=operation)
+        if error is exc:
+            raise
+        raise error from exc

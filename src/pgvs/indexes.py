@@ -1,7 +1,8 @@
 """Vector indexes: which index, operator class, expression and parameters; which query settings.
 
-Pure: no I/O and no driver. :mod:`pgvs.store` sequences these with the catalog and the server;
-docs/indexes.md is the user documentation. The rules encoded here are pgvector 0.8's:
+Pure: no I/O, no driver and no store configuration (:mod:`pgvs.planning` applies these rules to
+a :class:`~pgvs.config.StoreConfig`; :mod:`pgvs.store` sequences them with the catalog and the
+server); docs/indexes.md is the user documentation. The rules encoded here are pgvector 0.8's:
 
 * operator classes per column type and metric (``vector_l1_ops``, sparsevec and
   ``bit_jaccard_ops`` exist for HNSW only);
@@ -23,14 +24,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 from ._sql import quote_ident
 from .errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .config import StoreConfig
+from .results import IndexProgress, IndexStatus, SearchExplanation
 
 __all__ = [
     "DEFAULT_EF_SEARCH",
@@ -43,20 +42,17 @@ __all__ = [
     "IndexProgress",
     "IndexSpec",
     "IndexStatus",
-    "QueryPlan",
     "SearchExplanation",
     "build_settings",
     "check_index_params",
     "default_lists",
     "default_probes",
     "index_problem",
-    "index_spec",
+    "indexed_as",
     "operator_class",
     "parse_reloptions",
     "progress_from_row",
     "resolve_quantization",
-    "search_settings",
-    "session_settings",
     "uses_index",
     "version_tuple",
 ]
@@ -140,7 +136,7 @@ def resolve_quantization(vector_type: str, dimensions: int, requested: str) -> Q
     return "none"
 
 
-def _indexed(vector_type: str, metric: str, quantization: Quantization) -> tuple[str, str]:
+def indexed_as(vector_type: str, metric: str, quantization: Quantization) -> tuple[str, str]:
     """The (type, metric) the index itself holds under ``quantization``."""
     if quantization == "halfvec":
         return "halfvec", metric
@@ -191,7 +187,7 @@ def index_problem(
             f"quantization='binary' applies to vector and halfvec columns, not {vector_type}",
             hint="Use quantization='none'.",
         )
-    indexed_type, indexed_metric = _indexed(vector_type, metric, quantization)
+    indexed_type, indexed_metric = indexed_as(vector_type, metric, quantization)
     try:
         operator_class(indexed_type, indexed_metric, index_type)
     except ConfigurationError as exc:
@@ -275,44 +271,6 @@ def index_expression(column_sql: str, vector_type: str, dimensions: int, quant: 
     return column_sql
 
 
-def index_spec(
-    config: StoreConfig,
-    *,
-    name: str,
-    column_sql: str,
-    index_type: str,
-    params: Mapping[str, Any] | None,
-    rows: int,
-) -> IndexSpec:
-    """The index to build for ``config``; IVFFlat's ``lists`` defaults from ``rows``."""
-    if index_type not in INDEX_TYPES:
-        raise ConfigurationError(f"index type {index_type!r} is not one of hnsw, ivfflat")
-    quant = resolve_quantization(config.vector_type, config.dimensions, config.quantization)
-    problem = index_problem(
-        vector_type=config.vector_type,
-        metric=config.metric,
-        dimensions=config.dimensions,
-        index_type=index_type,
-        quantization=quant,
-    )
-    if problem is not None:
-        raise problem
-    if params is None:
-        params = config.index_params if index_type == config.index_type else {}
-    checked = check_index_params(index_type, params)
-    if index_type == "ivfflat" and "lists" not in checked:
-        checked["lists"] = default_lists(rows)
-    indexed_type, indexed_metric = _indexed(config.vector_type, config.metric, quant)
-    return IndexSpec(
-        name=name,
-        index_type=index_type,
-        opclass=operator_class(indexed_type, indexed_metric, index_type),
-        expression=index_expression(column_sql, config.vector_type, config.dimensions, quant),
-        params=checked,
-        quantization=quant,
-    )
-
-
 def build_settings(
     maintenance_work_mem: str | None, max_parallel_maintenance_workers: int | None
 ) -> list[tuple[str, str]]:
@@ -335,43 +293,6 @@ def parse_reloptions(options: Sequence[str] | None) -> dict[str, Any]:
         except ValueError:
             parsed[key] = value
     return parsed
-
-
-@dataclass(frozen=True)
-class IndexStatus:
-    """What the catalog says about the store's vector index.
-
-    ``valid`` is ``pg_index.indisvalid``: an index that exists but is not valid (an interrupted
-    ``CREATE INDEX CONCURRENTLY``, or a build still running) is never used by queries.
-    ``building`` is True while ``pg_stat_progress_create_index`` shows a build of it.
-    """
-
-    name: str
-    exists: bool
-    valid: bool = False
-    index_type: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    size_bytes: int = 0
-    opclass: str | None = None
-    definition: str | None = None
-    building: bool = False
-
-    @property
-    def usable(self) -> bool:
-        return self.exists and self.valid
-
-
-@dataclass(frozen=True)
-class IndexProgress:
-    """One sample of ``pg_stat_progress_create_index`` for a running build."""
-
-    phase: str
-    percent: float | None  # None while the phase reports no totals
-    tuples_done: int = 0
-    tuples_total: int = 0
-    blocks_done: int = 0
-    blocks_total: int = 0
-    elapsed: float = 0.0
 
 
 def progress_from_row(row: Any, elapsed: float) -> IndexProgress | None:
@@ -399,142 +320,7 @@ def progress_from_row(row: Any, elapsed: float) -> IndexProgress | None:
     )
 
 
-# -- query settings ------------------------------------------------------------------------------
-
-
-def session_settings(
-    config: StoreConfig, *, managed: bool, lists: int | None = None
-) -> dict[str, str]:
-    """Store-level query settings, sent as startup parameters of the store's own connections.
-
-    They are the session defaults of a pool no one else uses, so they cost no round trip and
-    cannot leak: per-call values and filtered-search settings go in ``SET LOCAL`` instead. The
-    config's ``ef_search``/``probes`` when set; else, for an index pgvs manages (``managed``),
-    pgvs's defaults: ef_search :data:`PGVS_EF_SEARCH`, probes sqrt(``lists``) of the IVFFlat
-    index. Otherwise the server's own defaults apply (nothing is sent).
-    """
-    settings: dict[str, str] = {}
-    ef = config.ef_search or (PGVS_EF_SEARCH if managed else None)
-    if ef is not None:
-        settings["hnsw.ef_search"] = str(ef)
-    probes = config.probes or (default_probes(lists) if managed and lists else None)
-    if probes is not None:
-        settings["ivfflat.probes"] = str(probes)
-    return settings
-
-
-@dataclass(frozen=True)
-class QueryPlan:
-    """How one search runs: the ``SET LOCAL`` settings (none: the one-round-trip path), whether
-    the rows need a final re-sort by distance, and how many candidates a quantized index gives.
-    """
-
-    settings: tuple[tuple[str, str], ...]
-    resort: bool
-    candidates: int
-
-
-def search_settings(
-    config: StoreConfig,
-    *,
-    k: int,
-    filtered: bool,
-    ann: bool,
-    session: Mapping[str, str] | None = None,
-    ef_search: int | None = None,
-    probes: int | None = None,
-    exact: bool = False,
-    iterative: bool = True,
-) -> QueryPlan:
-    """The settings one search needs beyond the store's session defaults (``session``, from
-    :func:`session_settings`).
-
-    * ``exact``: ``enable_indexscan = off``, so no ANN index serves the ordering (bitmap scans of
-      the filter's B-tree/GIN indexes stay available).
-    * per-call ``ef_search``/``probes`` that differ from the store's value;
-    * ``hnsw.ef_search`` raised to the rows the scan must yield (``k``, or ``k * rerank_factor``
-      candidates of a quantized index) up to pgvector's maximum of 1000, since an HNSW scan
-      yields at most ef_search rows without an iterative scan;
-    * iterative scans (``ann`` only: the store has, or is configured for, a vector index) when a
-      filter is present, or the rows needed pass 1000: the scan goes on until enough rows pass
-      the filter. ``relaxed_order`` (and IVFFlat's, always relaxed) can yield rows slightly out
-      of order, so those rows are re-sorted by exact distance;
-    * ``plan_cache_mode = force_custom_plan`` for filtered searches: the planner chooses between
-      the vector index and the filter's own indexes knowing the filter's values, never from a
-      cached generic plan.
-    """
-    quant = resolve_quantization(config.vector_type, config.dimensions, config.quantization)
-    factor = config.rerank_factor or DEFAULT_RERANK_FACTOR[quant]
-    candidates = k * factor if quant != "none" else k
-    settings: dict[str, str] = {}
-    if exact:
-        settings["enable_indexscan"] = "off"
-        if filtered:
-            settings["plan_cache_mode"] = "force_custom_plan"
-        return QueryPlan(tuple(settings.items()), False, candidates)
-    session = session or {}
-    base_ef = int(session.get("hnsw.ef_search", DEFAULT_EF_SEARCH))
-    base_probes = int(session.get("ivfflat.probes", DEFAULT_PROBES))
-    ef = ef_search if ef_search is not None else base_ef
-    if ann and candidates > ef:
-        ef = min(candidates, MAX_EF_SEARCH)
-    if ef != base_ef:
-        settings["hnsw.ef_search"] = str(ef)
-    if probes is not None and probes != base_probes:
-        settings["ivfflat.probes"] = str(probes)
-    mode = "off"
-    if not iterative:  # pgvector < 0.8: no iterative scans (filtered searches may lose rows)
-        pass
-    elif ann and filtered:
-        mode = config.iterative_scan
-    elif ann and candidates > ef:
-        mode = "strict_order"
-    if mode == "strict_order" and quant != "none":
-        mode = "relaxed_order"  # candidates are re-ranked anyway; relaxed is cheaper
-    if mode != "off":
-        settings["hnsw.iterative_scan"] = mode
-        settings["ivfflat.iterative_scan"] = "relaxed_order"
-        if config.max_scan_tuples is not None:
-            settings["hnsw.max_scan_tuples"] = str(config.max_scan_tuples)
-        if config.max_probes is not None:
-            settings["ivfflat.max_probes"] = str(config.max_probes)
-    if filtered:
-        settings["plan_cache_mode"] = "force_custom_plan"
-    # A quantized search re-ranks in its outer query; a plain one re-sorts only when an
-    # iterative scan (possibly relaxed) ran.
-    resort = mode != "off" and quant == "none"
-    return QueryPlan(tuple(settings.items()), resort, candidates)
-
-
-def set_local_sql(settings: Sequence[tuple[str, str]]) -> str:
-    """``BEGIN`` plus one ``SET LOCAL`` per setting, as one simple-protocol message.
-
-    Names and values come from :func:`search_settings` only: fixed setting names, and integers or
-    fixed words, so nothing here is user text.
-    """
-    parts = ["BEGIN"]
-    parts += [f"SET LOCAL {name} = {_setting_value(value)}" for name, value in settings]
-    return "; ".join(parts)
-
-
-def _setting_value(value: str) -> str:
-    if value.isdigit() or value.replace("_", "").isalpha():
-        return value
-    raise ValueError(f"unexpected setting value {value!r}")  # pragma: no cover - internal
-
-
 # -- plans ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SearchExplanation:
-    """The plan of a search: what ``search()`` would run, and whether a vector index serves it."""
-
-    sql: str
-    settings: tuple[tuple[str, str], ...]
-    plan: Mapping[str, Any]  # the "Plan" object of EXPLAIN (FORMAT JSON)
-    uses_vector_index: bool
-    index_name: str | None
 
 
 def uses_index(plan: Mapping[str, Any], names: Sequence[str]) -> str | None:

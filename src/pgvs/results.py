@@ -1,23 +1,85 @@
-"""What reads return. Both unpack like tuples and carry the rest as attributes.
+"""Every value a store returns: search hits, stored rows, index and ingest reports.
 
-``for id, score, metadata in store.search(q)`` and ``for vector, metadata in store.get_vectors(ids)``
-work as written; ``result.content``, ``result.distance``, ... are there when wanted.
+``SearchResult`` and ``Record`` behave as the tuples they unpack to: ``for id, score, metadata in
+store.search(q)``, ``hits[0][1]``, ``len(hit) == 3``, ``hit == (hit.id, hit.score, hit.metadata)``;
+``for vector, metadata in store.get_vectors(ids)`` likewise with ``(vector, metadata)``. The rest
+(``distance``, ``content``, ...) are attributes. Like a tuple holding a dict, a hit with metadata
+is not hashable; equality and ordering are the tuple's.
+
+Pure: no I/O, no driver, no numpy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
 
-__all__ = ["Record", "SearchResult"]
+__all__ = [
+    "IndexProgress",
+    "IndexStatus",
+    "IngestProgress",
+    "IngestResult",
+    "Record",
+    "SearchExplanation",
+    "SearchResult",
+]
+
+
+class _TupleView(Sequence[Any]):
+    """Tuple behaviour over the first fields of a slotted dataclass (see ``_as_tuple``).
+
+    Not a ``tuple`` subclass: a tuple subclass cannot have slots, and a ``__dict__`` per hit made
+    building results measurably slower (bench/search.py); these methods cost nothing until used.
+    """
+
+    __slots__ = ()
+
+    def _as_tuple(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._as_tuple())
+
+    def __len__(self) -> int:
+        return len(self._as_tuple())
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Any, ...]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._as_tuple()[index]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._as_tuple()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _TupleView):
+            other = other._as_tuple()
+        if isinstance(other, tuple):
+            return self._as_tuple() == other
+        return NotImplemented
+
+    def __lt__(self, other: object) -> bool:
+        if isinstance(other, _TupleView):
+            other = other._as_tuple()
+        if isinstance(other, tuple):
+            return self._as_tuple() < other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        # The tuple's hash: a TypeError when a field (the metadata dict) is unhashable.
+        return hash(self._as_tuple())
 
 
 # Not frozen: a frozen dataclass sets every field through object.__setattr__, which made building
-# ten results cost several times reading them (measured in bench/search.py's breakdown).
-@dataclass(slots=True)
-class SearchResult:
-    """One search hit. Unpacks as ``(id, score, metadata)``.
+# ten results cost several times reading them (measured in bench/search.py's breakdown). eq=False:
+# equality is the tuple's (_TupleView), not field by field.
+@dataclass(slots=True, eq=False)
+class SearchResult(_TupleView):
+    """One search hit; a tuple ``(id, score, metadata)`` with more attributes.
 
     ``score`` grows with similarity (see the README's table per metric); ``distance`` is what
     pgvector's operator returned. ``vector`` is None unless ``include_vectors=True``.
@@ -32,13 +94,16 @@ class SearchResult:
     chunk_index: int | None = None
     vector: Any = None
 
-    def __iter__(self) -> Iterator[Any]:
+    def _as_tuple(self) -> tuple[Any, ...]:
+        return (self.id, self.score, self.metadata)
+
+    def __iter__(self) -> Iterator[Any]:  # the hot path of `for id, score, meta in hits`
         return iter((self.id, self.score, self.metadata))
 
 
-@dataclass(slots=True)
-class Record:
-    """One stored row from ``get_vectors``. Unpacks as ``(vector, metadata)``.
+@dataclass(slots=True, eq=False)
+class Record(_TupleView):
+    """One stored row from ``get_vectors``; a tuple ``(vector, metadata)`` with more attributes.
 
     For an id that is not stored, ``found`` is False and ``vector`` and ``metadata`` are None.
     """
@@ -54,5 +119,112 @@ class Record:
     def found(self) -> bool:
         return self.vector is not None
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.vector, self.metadata))
+    def _as_tuple(self) -> tuple[Any, ...]:
+        return (self.vector, self.metadata)
+
+    def __eq__(self, other: object) -> bool:
+        # A vector is usually a numpy array, whose == is elementwise: compare it as a whole.
+        if isinstance(other, Record):
+            other = other._as_tuple()
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return len(other) == 2 and _same_vector(self.vector, other[0]) and self.metadata == other[1]
+
+    __hash__ = _TupleView.__hash__
+
+
+def _same_vector(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if a is None or b is None:
+        return False
+    equal = a == b
+    if isinstance(equal, bool):
+        return equal
+    all_ = getattr(equal, "all", None)  # a numpy array of element comparisons
+    if all_ is not None and getattr(a, "shape", None) == getattr(b, "shape", None):
+        return bool(all_())
+    return False
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """What the catalog says about the store's vector index.
+
+    ``valid`` is ``pg_index.indisvalid``: an index that exists but is not valid (an interrupted
+    ``CREATE INDEX CONCURRENTLY``, or a build still running) is never used by queries.
+    ``building`` is True while ``pg_stat_progress_create_index`` shows a build of it.
+    """
+
+    name: str
+    exists: bool
+    valid: bool = False
+    index_type: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    size_bytes: int = 0
+    opclass: str | None = None
+    definition: str | None = None
+    building: bool = False
+
+    @property
+    def usable(self) -> bool:
+        return self.exists and self.valid
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """One sample of ``pg_stat_progress_create_index`` for a running build."""
+
+    phase: str
+    percent: float | None  # None while the phase reports no totals
+    tuples_done: int = 0
+    tuples_total: int = 0
+    blocks_done: int = 0
+    blocks_total: int = 0
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchExplanation:
+    """The plan of a search: what ``search()`` would run, and whether a vector index serves it."""
+
+    sql: str
+    settings: tuple[tuple[str, str], ...]
+    plan: Mapping[str, Any]  # the "Plan" object of EXPLAIN (FORMAT JSON)
+    uses_vector_index: bool
+    index_name: str | None
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """What a ``progress`` callback receives after every committed batch.
+
+    With ``atomic=True`` nothing commits until the end, so the callback runs after every batch
+    is *written* inside the still-open transaction, and the counts are of written batches; a
+    later failure rolls all of them back (the :class:`IngestError` says so).
+    """
+
+    rows_done: int  # input rows of the committed (atomic: written) batches
+    rows_total: int | None  # input rows in all, when known (an array, a list); else None
+    rows_per_second: float  # rows_done / elapsed_seconds
+    batches_done: int
+    elapsed_seconds: float
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The outcome of a complete ingest."""
+
+    rows_read: int  # input rows
+    rows_written: int  # rows upserted: input rows minus earlier duplicates within a batch
+    rows_copied: int  # of rows_written, new ids written by COPY straight into the table
+    rows_upserted: int  # of rows_written, written by INSERT ... ON CONFLICT from the stage
+    batches: int
+    committed_batches: list[int]
+    elapsed_seconds: float
+    batch_size: int = 0
+    details: Mapping[str, float] = field(default_factory=dict)  # seconds per stage (profiling)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.elapsed_seconds if self.elapsed_seconds > 0 else math.inf

@@ -1,0 +1,16 @@
+"""The async store and its parts; the only package that awaits the database.
+
+- ``core``: :class:`AsyncPGVectorStore`, the public API, composed of the parts below.
+- ``_context``: what a store knows without I/O (config, SQL, query values, result rows).
+- ``_session``: the pool, dedicated connections, ``SET LOCAL`` transactions.
+- ``_bootstrap``: extension, schema, table and first index at ``initialize()``.
+- ``_writes`` / ``_reads``: row writes; counts, gets and searches.
+- ``_index_manager``: index builds (locks, progress, the automatic build) and query defaults.
+- ``_ingest`` / ``_ingest_pipeline`` / ``_ingest_sources``: bulk upserts by binary COPY.
+"""
+
+from __future__ import annotations
+
+from .core import AsyncPGVectorStore, ProgressCallback, VectorStoreFactory
+
+__all__ = ["AsyncPGVectorStore", "ProgressCallback", "VectorStoreFactory"]

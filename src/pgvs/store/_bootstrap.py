@@ -1,0 +1,107 @@
+"""Schema set-up at ``initialize()``: extension, schema, table and first index, race-free.
+
+Everything runs in one transaction on one connection under advisory locks (the extension's, then
+the table's), so any number of processes may initialize the same new table at once: the first
+creates, the others wait and then verify what it made.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import asyncpg
+
+from .. import indexes as ix
+from .._schema_check import schema_problems
+from .._sql import quote_ident
+from ..errors import ExtensionMissingError, SchemaMismatchError
+from ._context import StoreContext
+from ._index_manager import IndexManager
+from ._session import logger
+
+__all__ = ["prepare_schema"]
+
+_EXTENSION_LOCK = "pgvs:extension:vector"
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+_EXTENSION_SCHEMA = (
+    "SELECT n.nspname FROM pg_extension e "
+    "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+)
+
+
+async def prepare_schema(
+    connection: asyncpg.Connection, ctx: StoreContext, indexes: IndexManager
+) -> tuple[str, bool]:
+    """Extension, schema, table (and an HNSW index on an empty table), in one transaction.
+
+    Returns the extension's schema and whether an automatic index build is due (it then runs
+    in the background, never in initialize()).
+    """
+    sql, config = ctx.sql, ctx.config
+    async with connection.transaction():
+        await connection.execute(_LOCK, _EXTENSION_LOCK)
+        extension_schema = await connection.fetchval(_EXTENSION_SCHEMA)
+        if extension_schema is None:
+            extension_schema = await _create_extension(connection)
+        version = await connection.fetchval(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        )
+        # Iterative index scans (and their settings) arrived in pgvector 0.8.0; an older
+        # server would reject the unknown hnsw.* settings.
+        indexes.iterative = ix.version_tuple(str(version)) >= (0, 8, 0)
+        await connection.execute(_LOCK, sql.lock_key())
+        exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", sql.table_text)
+        if not exists:
+            if not config.auto_create_table:
+                raise SchemaMismatchError(
+                    f"table {sql.table} does not exist",
+                    hint="Create it, or set auto_create_table=True to let pgvs create it.",
+                )
+            schema_known = await connection.fetchval(
+                "SELECT true FROM pg_namespace WHERE nspname = $1", config.schema
+            )
+            if not schema_known:
+                await connection.execute(
+                    f"CREATE SCHEMA IF NOT EXISTS {quote_ident(config.schema)}"
+                )
+            for statement in sql.create_table():
+                await connection.execute(statement)
+            logger.info("created table %s", sql.table)
+        await _verify_table(connection, ctx)
+        index_due = await indexes.initial_index(connection)
+    return cast(str, extension_schema), index_due
+
+
+async def _create_extension(connection: asyncpg.Connection) -> str:
+    try:
+        async with connection.transaction():  # a savepoint: a refusal must not hide the cause
+            await connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise ExtensionMissingError(
+            "the vector extension is not installed and this role may not create it",
+            hint="Run `CREATE EXTENSION vector;` as a superuser or the database owner.",
+        ) from exc
+    except asyncpg.UndefinedFileError as exc:
+        raise ExtensionMissingError(
+            "pgvector is not installed on this PostgreSQL server",
+            hint="Install pgvector on the server (https://github.com/pgvector/pgvector), "
+            "then run `CREATE EXTENSION vector;`.",
+        ) from exc
+    return cast(str, await connection.fetchval(_EXTENSION_SCHEMA))
+
+
+async def _verify_table(connection: asyncpg.Connection, ctx: StoreContext) -> None:
+    sql = ctx.sql
+    rows = await connection.fetch(sql.COLUMNS_QUERY, sql.table_text)
+    columns = {row["attname"]: (row["typname"], row["atttypmod"], row["shown"]) for row in rows}
+    keys = [
+        tuple(row["columns"])
+        for row in await connection.fetch(sql.UNIQUE_KEYS_QUERY, sql.table_text)
+    ]
+    problems = schema_problems(ctx.config, columns, keys)
+    if problems:
+        raise SchemaMismatchError(
+            f"table {sql.table} does not match the store's configuration:\n- "
+            + "\n- ".join(problems),
+            hint="Fix the table, or change dimensions / vector_type / id_type / columns.",
+        )

@@ -1,0 +1,181 @@
+"""Session: the store's connections. The only part that opens, configures or closes them.
+
+One asyncpg pool (pgvs's codecs registered on every connection; the store-level query settings
+sent as startup parameters), dedicated connections for work that outlives a statement timeout
+(index builds), and the one way a search runs with extra ``SET LOCAL`` settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from ..codecs import register_vector
+from ..config import StoreConfig
+from ..errors import ConfigurationError, StoreClosedError, redact_dsn
+from ..planning import set_local_sql
+
+__all__ = ["Session", "logger"]
+
+logger = logging.getLogger("pgvs")
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing to undo.
+
+    The store never leaves session state behind on a pooled connection (per-call settings are
+    ``SET LOCAL`` inside transactions, advisory locks taken on the pool are transaction-scoped;
+    index builds hold theirs on a dedicated connection), so the default ``RESET ALL``-style reset
+    would only add a round trip to every checkout. It would also undo the store-level query
+    settings, which are startup parameters of these connections (see planning.session_settings).
+    """
+
+
+def _encode_jsonb(value: Any) -> str:
+    # Values pgvs sends are JSON text already (validated by _rows / compiled by filters);
+    # other objects (from users' own queries on store.pool) are serialised strictly.
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, allow_nan=False)
+
+
+def _log_server_message(connection: Any, message: Any) -> None:
+    severity = getattr(message, "severity", "NOTICE")
+    text = str(getattr(message, "message", message))
+    hint = getattr(message, "hint", None)
+    level = logging.WARNING if severity == "WARNING" else logging.INFO
+    logger.log(level, "server %s: %s%s", severity, text, f" ({hint})" if hint else "")
+
+
+async def resolve_dsn(config: StoreConfig) -> str:
+    """The config's DSN, else ``DATABASE_URL``, else the embedded server's (started if needed)."""
+    dsn = config.resolved_connection_string()
+    if dsn:
+        return dsn
+    from ..server import ensure_default_server
+
+    try:
+        return await asyncio.to_thread(ensure_default_server)
+    except RuntimeError as exc:
+        raise ConfigurationError(
+            "no connection_string or DATABASE_URL is set and the embedded server could not "
+            f"start: {exc}",
+            hint="Set DATABASE_URL, pass connection_string, or pip install 'pgvs[embedded]'.",
+        ) from exc
+
+
+class Session:
+    """The pool and dedicated connections of one store."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self.dsn: str | None = None
+        self.extension_schema: str | None = None
+        self.settings: dict[str, str] = {}  # startup parameters of the pool's connections
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreClosedError(
+                "the store is not initialized", hint="Call `await store.initialize()` first."
+            )
+        return self._pool
+
+    async def bootstrap_connection(self) -> asyncpg.Connection:
+        """A plain connection for the schema set-up, before the pool exists."""
+        self.dsn = await resolve_dsn(self.config)
+        logger.debug("connecting to %s", redact_dsn(self.dsn))
+        return await asyncpg.connect(self.dsn, timeout=self.config.command_timeout or 60)
+
+    async def open(self, extension_schema: str, settings: Mapping[str, str]) -> None:
+        assert self.dsn is not None, "bootstrap_connection() first"
+        self.extension_schema = extension_schema
+        self.settings = dict(settings)
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=self.config.pool_min_size,
+            max_size=self.config.pool_max_size,
+            command_timeout=self.config.command_timeout,
+            init=self._init_connection,
+            reset=_keep_session,
+            server_settings=self.settings or None,
+        )
+
+    async def _init_connection(self, connection: asyncpg.Connection) -> None:
+        await register_vector(connection, schema=self.extension_schema, numpy=True)
+        await connection.set_type_codec(
+            "jsonb",
+            schema="pg_catalog",
+            encoder=_encode_jsonb,
+            decoder=json.loads,
+            format="text",
+        )
+
+    async def apply_settings(self, settings: Mapping[str, str]) -> bool:
+        """New store-level query settings: new connections get them as startup parameters and
+        the open ones are replaced as they come back. False when nothing changed."""
+        pool = self._pool
+        if dict(settings) == self.settings or pool is None:
+            return False
+        self.settings = dict(settings)
+        pool.set_connect_args(
+            self.dsn,
+            command_timeout=self.config.command_timeout,
+            server_settings=self.settings or None,
+        )
+        await pool.expire_connections()
+        return True
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def fetch_with_settings(
+        self, settings: Sequence[tuple[str, str]], sql: str, *args: Any
+    ) -> list[asyncpg.Record]:
+        """``sql`` in a transaction that first applies ``settings`` with SET LOCAL (without
+        settings: a plain pool fetch, one round trip).
+
+        Three round trips (BEGIN + SET LOCALs as one message, the query, COMMIT). SET LOCAL
+        ends with the transaction, so nothing reaches the next user of the pooled connection;
+        a connection whose transaction could not be ended is terminated, never reused.
+        """
+        if not settings:
+            return await self.pool.fetch(sql, *args)
+        async with self.pool.acquire() as connection:
+            try:
+                await connection.execute(set_local_sql(settings))
+                rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
+            except asyncio.CancelledError:
+                connection.terminate()
+                raise
+            except BaseException:
+                try:
+                    await connection.execute("ROLLBACK")
+                except BaseException:
+                    connection.terminate()
+                raise
+            await connection.execute("COMMIT")
+            return rows
+
+    async def connect_dedicated(self) -> asyncpg.Connection:
+        """A connection outside the pool, for work that outlives a statement timeout or holds a
+        session-level lock (index builds). No command timeout: builds may take hours."""
+        self.pool  # noqa: B018 - raises StoreClosedError when not initialized
+        assert self.dsn is not None
+        connection = await asyncpg.connect(self.dsn, timeout=self.config.command_timeout or 60)
+        # Builds speak through notices (pgvector's "hnsw graph no longer fits into
+        # maintenance_work_mem after N tuples" is advice worth seeing): pass them to the log.
+        connection.add_log_listener(_log_server_message)
+        return connection
