@@ -118,14 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if current != text:
             print(
-                f"{TARGET.relative_to(ROOT)} is stale: run python scripts/generate_sync.py",
+                f"{TARGET} is stale: run python scripts/generate_sync.py",
                 file=sys.stderr,
             )
             return 1
         return 0
     if current != text:
         TARGET.write_text(text, encoding="utf-8")
-        print(f"wrote {TARGET.relative_to(ROOT)}")
+        print(f"wrote {TARGET}")
     return 0
 
 

@@ -25,7 +25,6 @@ from pgvs import (
     SparseVector,
     ValidationError,
 )
-from pgvs.store import _index_manager
 from pgvs._statements import Statements
 from pgvs.config import StoreConfig
 from pgvs.indexes import (
@@ -41,6 +40,7 @@ from pgvs.indexes import (
     version_tuple,
 )
 from pgvs.planning import index_spec, search_settings, session_settings, set_local_sql
+from pgvs.store import _index_manager
 
 # -- pure: operator classes, limits, parameters ---------------------------------------------------
 

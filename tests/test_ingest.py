@@ -28,7 +28,8 @@ from pgvs import (
     SparseVector,
     StoreClosedError,
     ValidationError,
-    _ingest_sql,
+    _batches,
+    _copy_sql,
     _rows,
 )
 from pgvs.ingest import (
@@ -127,7 +128,7 @@ json_values = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(st.dictionaries(json_keys, json_values, max_size=5), json_values))
 def test_json_fast_path_is_exactly_encode_json(document: Any) -> None:
-    assert _outcome(_ingest_sql.json_text, document) == _outcome(_rows.encode_json, document)
+    assert _outcome(_batches.json_text, document) == _outcome(_rows.encode_json, document)
 
 
 @pytest.mark.parametrize(
@@ -147,12 +148,12 @@ def test_json_fast_path_is_exactly_encode_json(document: Any) -> None:
     ],
 )
 def test_json_fast_path_edge_cases(document: Any) -> None:
-    assert _outcome(_ingest_sql.json_text, document) == _outcome(_rows.encode_json, document)
+    assert _outcome(_batches.json_text, document) == _outcome(_rows.encode_json, document)
 
 
 def test_records_accept_dicts_tuples_and_records() -> None:
     vector = [0.0] * 3
-    batch = _ingest_sql.records_to_batch(
+    batch = _batches.records_to_batch(
         [
             {"id": "a", "vector": vector, "metadata": {"m": 1}, "content": "c"},
             {"embedding": vector, "chunk_index": 2},
@@ -182,7 +183,7 @@ def test_records_accept_dicts_tuples_and_records() -> None:
 )
 def test_bad_records_name_their_row(record: Any, message: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        _ingest_sql.records_to_batch([record], index=0, first_row=7)
+        _batches.records_to_batch([record], index=0, first_row=7)
     assert message in str(caught.value)
 
 
@@ -219,17 +220,17 @@ async def test_tables_with_a_vector_index_get_smaller_batches(
 
 def test_direct_copy_only_where_it_equals_an_upsert() -> None:
     names, types = ["id"], ["uuid"]
-    assert _ingest_sql.target_info("r", False, False, names, types).direct_copy
-    assert _ingest_sql.target_info("p", False, False, names, types).direct_copy
-    assert not _ingest_sql.target_info("r", True, False, names, types).direct_copy
-    assert not _ingest_sql.target_info("r", False, True, names, types).direct_copy
-    assert not _ingest_sql.target_info("v", False, False, names, types).direct_copy
-    assert _ingest_sql.target_info("r", False, False, names, types).parallel_writes
+    assert _copy_sql.target_info("r", False, False, names, types).direct_copy
+    assert _copy_sql.target_info("p", False, False, names, types).direct_copy
+    assert not _copy_sql.target_info("r", True, False, names, types).direct_copy
+    assert not _copy_sql.target_info("r", False, True, names, types).direct_copy
+    assert not _copy_sql.target_info("v", False, False, names, types).direct_copy
+    assert _copy_sql.target_info("r", False, False, names, types).parallel_writes
     for extra in ({"unique_indexes": 2}, {"has_triggers": True}, {"has_references": True}):
-        target = _ingest_sql.target_info("r", False, False, names, types, **extra)
+        target = _copy_sql.target_info("r", False, False, names, types, **extra)
         assert target.direct_copy
         assert not target.parallel_writes, extra
-    assert not _ingest_sql.target_info("p", False, False, names, types).parallel_writes
+    assert not _copy_sql.target_info("p", False, False, names, types).parallel_writes
 
 
 # -- against the server ----------------------------------------------------------------------------

@@ -147,6 +147,36 @@ def test_no_extensions_builds_pure_python(sdist: Path, tmp_path: Path) -> None:
     _assert_imports_from(wheel, tmp_path / "unpacked", speedups=False)
 
 
+def test_the_installed_pgvs_command_runs(sdist: Path, tmp_path: Path) -> None:
+    # Installed from the wheel as a user would get it (console script and all), then run as a
+    # program: the entry point must name a module and function that exist.
+    result = _wheel_from(sdist, tmp_path, PGVS_NO_EXTENSIONS="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    target = tmp_path / "installed"
+    install = _run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
+        _clean_env(),
+        tmp_path,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    command = target / "bin" / "pgvs"
+    env = _clean_env(PYTHONPATH=str(target))
+    shown = _run([str(command), "--help"], env, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "usage: pgvs" in shown.stdout
+    assert "server" in shown.stdout
+    version = _run([str(command), "--version"], env, tmp_path)
+    assert version.returncode == 0, version.stderr
+    located = _run(
+        [sys.executable, "-c", "import pgvs; print(pgvs.__file__, pgvs.__version__)"], env, tmp_path
+    )
+    where, number = located.stdout.split()
+    assert where.startswith(str(target))  # the installed copy ran, not the checkout
+    assert version.stdout.strip() == f"pgvs {number}"
+    assert _run([str(command), "no-such-command"], env, tmp_path).returncode == 2
+
+
 def test_contradictory_switches_fail_the_build(sdist: Path, tmp_path: Path) -> None:
     result = _wheel_from(sdist, tmp_path, PGVS_NO_EXTENSIONS="1", PGVS_REQUIRE_EXTENSIONS="1")
     assert result.returncode != 0

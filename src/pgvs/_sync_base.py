@@ -223,7 +223,7 @@ class SyncStoreBase:
         await self.aclose()
 
     def close(self) -> None:
-        """Close the pool, stop the background loop and join its thread. Safe to call twice.
+        """Close the pool (the sync store also stops its event-loop thread). Safe to call twice.
 
         A background index build still running is cancelled: a concurrent build left half done
         is an INVALID index, which the next start-up (or create_index) repairs.
@@ -240,7 +240,7 @@ class SyncStoreBase:
             runner.stop()
 
     async def aclose(self) -> None:
-        """Close the pool, stop the background loop and join its thread. Safe to call twice.
+        """Close the pool (the sync store also stops its event-loop thread). Safe to call twice.
 
         A background index build still running is cancelled: a concurrent build left half done
         is an INVALID index, which the next start-up (or create_index) repairs.

@@ -134,17 +134,17 @@ class Record(_TupleView):
 
 
 def _same_vector(a: Any, b: Any) -> bool:
+    """``a == b`` as one truth value, for numpy arrays too (equal shape and elements)."""
     if a is b:
         return True
     if a is None or b is None:
         return False
-    equal = a == b
-    if isinstance(equal, bool):
-        return equal
-    all_ = getattr(equal, "all", None)  # a numpy array of element comparisons
-    if all_ is not None and getattr(a, "shape", None) == getattr(b, "shape", None):
-        return bool(all_())
-    return False
+    shape = getattr(a, "shape", None)
+    if shape is not None or getattr(b, "shape", None) is not None:
+        if shape != getattr(b, "shape", None):
+            return False
+        return bool((a == b).all())
+    return bool(a == b)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from .. import _ingest_sql
-from .._ingest_sql import BatchEncoder, EncodedBatch, IngestSQL, RawBatch
+from .. import _batches
+from .._batches import BatchEncoder, EncodedBatch, RawBatch
+from .._copy_sql import IngestSQL, target_info
 from ..errors import SchemaMismatchError
 from ..results import IngestProgress
 from ._context import StoreContext
@@ -134,7 +135,7 @@ class Pipeline:
                 f"table {ctx.sql.table} does not exist",
                 hint="Initialize the store (it creates the table) before ingesting.",
             )
-        target = _ingest_sql.target_info(
+        target = target_info(
             row["relkind"],
             row["relrowsecurity"],
             row["relhasrules"],
@@ -168,7 +169,7 @@ class Pipeline:
 
     def _encode(self, raw: RawBatch) -> EncodedBatch:
         started = time.perf_counter()
-        encoded = self.encoder.encode(raw, _ingest_sql.generated_uuids)
+        encoded = self.encoder.encode(raw, _batches.generated_uuids)
         encoded.encode_seconds = time.perf_counter() - started
         return encoded
 

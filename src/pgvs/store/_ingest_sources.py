@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _ingest_sql
-from .._ingest_sql import RawBatch
+from .. import _batches
+from .._batches import RawBatch
 from ..errors import ValidationError
 from ..results import Record
 
@@ -58,7 +58,7 @@ class ArraySource(Source):
         self.vectors = vectors
         self.total = len(vectors)
         for name, values in columns.items():
-            _ingest_sql._parallel(name, values, self.total)
+            _batches._parallel(name, values, self.total)
         self.columns = columns
 
     def next_batch(self, index: int, first_row: int, size: int) -> RawBatch | None:
@@ -134,7 +134,7 @@ class AsyncRecordSource(Source):
 
 
 def records_batch(records: list[Any], index: int, first_row: int) -> RawBatch:
-    return _ingest_sql.records_to_batch(records, index=index, first_row=first_row)
+    return _batches.records_to_batch(records, index=index, first_row=first_row)
 
 
 def _looks_like_records(data: Any) -> bool:

@@ -104,7 +104,7 @@ class AsyncPGVectorStore:
             self._indexes.kick()
 
     async def close(self) -> None:
-        """Close the pool. Safe to call twice.
+        """Close the pool (the sync store also stops its event-loop thread). Safe to call twice.
 
         A background index build still running is cancelled: a concurrent build left half done
         is an INVALID index, which the next start-up (or create_index) repairs.
