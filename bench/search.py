@@ -302,7 +302,9 @@ class StoreSql:
         cls, store: AsyncPGVectorStore, connections: Sequence[asyncpg.Connection[Any]]
     ) -> StoreSql | None:
         try:  # private API: skipped (with a note) if the store's internals have moved on
-            sql = store._ctx.sql.search(condition=None, include_metadata=True, include_vectors=False)
+            sql = store._ctx.sql.search(
+                condition=None, include_metadata=True, include_vectors=False
+            )
             statements = [await conn.prepare(sql) for conn in connections]
             return cls(sql, statements, store._ctx.domain)
         except (AttributeError, TypeError, asyncpg.PostgresError) as exc:
