@@ -54,11 +54,6 @@ class IndexManager:
         self._retry_at = 0.0
         self._error: BaseException | None = None
 
-    @property
-    def base_ef(self) -> int:
-        """``hnsw.ef_search`` of the pool's connections (a search below it needs no SET LOCAL)."""
-        return int(self.session.settings.get("hnsw.ef_search", ix.DEFAULT_EF_SEARCH))
-
     async def cancel_background(self) -> None:
         """Stop the automatic build, if one runs: a concurrent build left half done is an
         INVALID index, which the next start-up (or create_index) repairs."""

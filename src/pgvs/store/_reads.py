@@ -111,7 +111,7 @@ class Reader:
             or ef_search is not None
             or probes is not None
             or self.ctx.tenant
-            or (self.indexes.ann and k * self.ctx.rows_per_result > self.indexes.base_ef)
+            or (self.indexes.ann and k * self.ctx.rows_per_result > self.session.base_ef)
         )
 
     def _statement(

@@ -18,6 +18,7 @@ import asyncpg
 from ..codecs import register_vector
 from ..config import StoreConfig
 from ..errors import ConfigurationError, StoreClosedError, redact_dsn
+from ..indexes import DEFAULT_EF_SEARCH
 from ..planning import set_local_sql
 
 __all__ = ["Session", "logger"]
@@ -77,6 +78,8 @@ class Session:
         self.dsn: str | None = None
         self.extension_schema: str | None = None
         self.settings: dict[str, str] = {}  # startup parameters of the pool's connections
+        # hnsw.ef_search in those settings (a search yielding no more rows needs no SET LOCAL).
+        self.base_ef = DEFAULT_EF_SEARCH
         self._pool: asyncpg.Pool | None = None
 
     @property
@@ -100,7 +103,7 @@ class Session:
     async def open(self, extension_schema: str, settings: Mapping[str, str]) -> None:
         assert self.dsn is not None, "bootstrap_connection() first"
         self.extension_schema = extension_schema
-        self.settings = dict(settings)
+        self._use_settings(settings)
         self._pool = await asyncpg.create_pool(
             self.dsn,
             min_size=self.config.pool_min_size,
@@ -127,7 +130,7 @@ class Session:
         pool = self._pool
         if dict(settings) == self.settings or pool is None:
             return False
-        self.settings = dict(settings)
+        self._use_settings(settings)
         pool.set_connect_args(
             self.dsn,
             command_timeout=self.config.command_timeout,
@@ -135,6 +138,10 @@ class Session:
         )
         await pool.expire_connections()
         return True
+
+    def _use_settings(self, settings: Mapping[str, str]) -> None:
+        self.settings = dict(settings)
+        self.base_ef = int(self.settings.get("hnsw.ef_search", DEFAULT_EF_SEARCH))
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
