@@ -17,6 +17,7 @@ _ACCEPTED: dict[str, frozenset[str]] = {
     "created_at": frozenset({"timestamptz", "timestamp"}),
     "updated_at": frozenset({"timestamptz", "timestamp"}),
     "metadata": frozenset({"jsonb"}),
+    "content_tsv": frozenset({"tsvector"}),
 }
 _ID_TYPES = {
     "uuid": frozenset({"uuid"}),
@@ -46,9 +47,10 @@ def schema_problems(
         "chunk_index",
         "created_at",
         "updated_at",
+        "content_tsv",
     ):
         real = config.column(logical)
-        if real is None:
+        if real is None or (logical == "content_tsv" and config.text_search is None):
             continue
         if real not in columns:
             problems.append(
@@ -56,6 +58,8 @@ def schema_problems(
                 + (
                     ""
                     if logical in ("id", "embedding", "metadata")
+                    else "; with auto_create_table=True initialize() adds it, keeping the rows"
+                    if logical == "content_tsv"
                     else f"; map it to None in columns if the table has no {logical}"
                 )
             )

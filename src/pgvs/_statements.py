@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ._sql import MAX_IDENTIFIER_BYTES, qualified, quote_ident
 from .config import StoreConfig
 from .indexes import DEFAULT_RERANK_FACTOR, INDEX_TYPES, index_expression
+from .search.text import document_sql
 
 __all__ = ["DISTANCE_OPERATORS", "Statements", "derived_name"]
 
@@ -188,6 +189,31 @@ class Statements:
 
     # -- DDL -----------------------------------------------------------------------------------
 
+    @property
+    def text_search(self) -> bool:
+        """Whether the store keeps a tsvector of its content (config ``text_search``)."""
+        return self.config.text_search is not None
+
+    def _content_tsv_column(self) -> str:
+        # A stored generated column, not an expression index: ts_rank_cd needs the tsvector of
+        # every matching row, which an expression index would make it recompute from the text.
+        expression = document_sql(self.config, self.col("content"))
+        return f"{self.col('content_tsv')} tsvector GENERATED ALWAYS AS ({expression}) STORED"
+
+    def text_index_name(self) -> str:
+        return derived_name(self.config.table_name, "content_tsv_gin")
+
+    def create_text_index(self, *, concurrently: bool = False) -> str:
+        flag = "CONCURRENTLY " if concurrently else ""
+        return (
+            f"CREATE INDEX {flag}IF NOT EXISTS {quote_ident(self.text_index_name())} "
+            f"ON {self.table} USING gin ({self.col('content_tsv')})"
+        )
+
+    def add_text_column(self) -> str:
+        """The tsvector column on an existing table (a rewrite that keeps every row)."""
+        return f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS {self._content_tsv_column()}"
+
     def create_table(self) -> list[str]:
         c = self.config
         columns: list[str] = []
@@ -207,6 +233,8 @@ class Statements:
         for logical in ("created_at", "updated_at"):
             if self.has(logical):
                 columns.append(f"{self.col(logical)} timestamptz NOT NULL DEFAULT now()")
+        if self.text_search:
+            columns.append(self._content_tsv_column())
         columns.append(f"PRIMARY KEY ({', '.join(self.conflict_columns)})")
         gin_name = quote_ident(derived_name(c.table_name, "metadata_gin"))
         statements = [
@@ -229,6 +257,8 @@ class Statements:
             f"CREATE INDEX IF NOT EXISTS {gin_name} ON {self.table} "
             f"USING gin ({self.col('metadata')} jsonb_path_ops)",
         ]
+        if self.text_search:
+            statements.append(self.create_text_index())
         if self.has("document_id"):
             doc_index = quote_ident(derived_name(c.table_name, "document_id"))
             key = [self.col("domain_id")] if self.has("domain_id") else []
@@ -298,7 +328,7 @@ class Statements:
         return "SELECT nextval(pg_get_serial_sequence($1, $2)) FROM generate_series(1, $3::integer)"
 
     def update_metadata(self) -> str:
-        d = self._domain_condition("t", 1)
+        d = self.domain_condition("t", 1)
         first = 2 if self.has("domain_id") else 1
         meta = self.col("metadata")
         sets = [f"{meta} = CASE WHEN ${first + 2}::boolean THEN t.{meta} || u.m ELSE u.m END"]
@@ -310,7 +340,7 @@ class Statements:
             f"WHERE {d}t.{self.col('id')} = u.id"
         )
 
-    def _domain_condition(self, alias: str | None, param: int) -> str:
+    def domain_condition(self, alias: str | None, param: int) -> str:
         """``domain = $param AND `` (or nothing when the table has no domain column)."""
         if not self.has("domain_id"):
             return ""
@@ -324,19 +354,21 @@ class Statements:
     def delete_ids(self) -> str:
         p = self.first_param()
         return (
-            f"DELETE FROM {self.table} WHERE {self._domain_condition(None, 1)}"
+            f"DELETE FROM {self.table} WHERE {self.domain_condition(None, 1)}"
             f"{self.col('id')} = ANY(${p}::{self.id_array_type})"
         )
 
     def delete_where(self, condition: str) -> str:
-        return f"DELETE FROM {self.table} WHERE {self._domain_condition(None, 1)}({condition})"
+        return f"DELETE FROM {self.table} WHERE {self.domain_condition(None, 1)}({condition})"
 
     def count_where(self, condition: str) -> str:
-        return f"SELECT count(*) FROM {self.table} WHERE {self._domain_condition(None, 1)}({condition})"
+        return (
+            f"SELECT count(*) FROM {self.table} WHERE {self.domain_condition(None, 1)}({condition})"
+        )
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _row_columns(self, include_metadata: bool, include_vectors: bool) -> list[str]:
+    def row_columns(self, include_metadata: bool, include_vectors: bool) -> list[str]:
         columns = []
         if include_metadata:
             columns.append(f"{self.col('metadata')} AS metadata")
@@ -349,10 +381,10 @@ class Statements:
 
     def get(self, include_metadata: bool) -> str:
         p = self.first_param()
-        columns = [f"{self.id_select} AS id", *self._row_columns(include_metadata, True)]
+        columns = [f"{self.id_select} AS id", *self.row_columns(include_metadata, True)]
         return (
             f"SELECT {', '.join(columns)} FROM {self.table} "
-            f"WHERE {self._domain_condition(None, 1)}"
+            f"WHERE {self.domain_condition(None, 1)}"
             f"{self.col('id')} = ANY(${p}::{self.id_array_type})"
         )
 
@@ -394,9 +426,9 @@ class Statements:
         columns = [
             f"{self.id_select} AS id",
             f"{self.col('embedding')} {self.operator} {query} AS distance",
-            *self._row_columns(include_metadata, include_vectors),
+            *self.row_columns(include_metadata, include_vectors),
         ]
-        where = self._domain_condition(None, domain_param)
+        where = self.domain_condition(None, domain_param)
         if condition:
             where += f"({condition}) AND "
         where = where[: -len(" AND ")] if where else ""

@@ -77,12 +77,24 @@ COLUMN_NAMES = (
     "chunk_index",
     "created_at",
     "updated_at",
+    "content_tsv",
 )
 # Logical columns an existing table may lack (map them to None); id, embedding and metadata are
-# the store's minimum.
+# the store's minimum. content_tsv exists only with text_search.
 OPTIONAL_COLUMNS = frozenset(
-    {"content", "domain_id", "document_id", "chunk_index", "created_at", "updated_at"}
+    {
+        "content",
+        "domain_id",
+        "document_id",
+        "chunk_index",
+        "created_at",
+        "updated_at",
+        "content_tsv",
+    }
 )
+# A text search configuration's name, optionally schema-qualified (checked against pg_ts_config
+# at initialize; the pattern keeps it a plain name before it ever reaches DDL).
+_TS_CONFIG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
 
 _INDEX_TYPES: tuple[IndexType, ...] = ("none", "hnsw", "ivfflat")
 # Optional integer keys: (low, high), pgvector's bounds where it has them.
@@ -135,6 +147,8 @@ class StoreConfig:
     max_probes: int | None = None
     maintenance_work_mem: str | None = None
     max_parallel_maintenance_workers: int | None = None
+    text_search: str | None = None
+    text_identifiers: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
@@ -183,6 +197,7 @@ class StoreConfig:
                 f"command_timeout must be a positive number of seconds or None, "
                 f"got {self.command_timeout!r}"
             )
+        self._check_text_search()
         for key in ("auto_create_table", "auto_create_index"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigurationError(f"{key} must be True or False")
@@ -203,7 +218,26 @@ class StoreConfig:
             raise ConfigurationError(
                 "domain_id is set but columns maps domain_id to None: tenancy needs that column"
             )
+        if self.text_search is not None:
+            for needed in ("content", "content_tsv"):
+                if self.columns[needed] is None:
+                    raise ConfigurationError(
+                        f"text_search is set but columns maps {needed} to None: full-text "
+                        "search indexes the content column through a content_tsv column"
+                    )
         self._check_index()
+
+    def _check_text_search(self) -> None:
+        if not isinstance(self.text_identifiers, bool):
+            raise ConfigurationError("text_identifiers must be True or False")
+        if self.text_search is None:
+            return
+        if not isinstance(self.text_search, str) or not _TS_CONFIG.match(self.text_search):
+            raise ConfigurationError(
+                f"text_search must name a text search configuration such as 'english' or "
+                f"'simple', got {self.text_search!r}",
+                hint="SELECT cfgname FROM pg_ts_config lists the server's configurations.",
+            )
 
     def _checked_columns(self) -> dict[str, str | None]:
         if not isinstance(self.columns, Mapping):

@@ -81,8 +81,12 @@ class _TupleView(Sequence[Any]):
 class SearchResult(_TupleView):
     """One search hit; a tuple ``(id, score, metadata)`` with more attributes.
 
-    ``score`` grows with similarity (see the README's table per metric); ``distance`` is what
-    pgvector's operator returned. ``vector`` is None unless ``include_vectors=True``.
+    ``score`` grows with similarity (see the README's table per metric; for text search the
+    ``ts_rank_cd`` rank, for hybrid search the fused score); ``distance`` is what pgvector's
+    operator returned (NaN from text search, which has no query vector). ``vector`` is None
+    unless ``include_vectors=True``. Hybrid search sets ``vector_rank`` and ``text_rank``, the
+    row's 1-based rank in each leg (None where that leg did not find it); text search sets
+    ``text_rank``.
     """
 
     id: Any
@@ -93,6 +97,8 @@ class SearchResult(_TupleView):
     document_id: str | None = None
     chunk_index: int | None = None
     vector: Any = None
+    vector_rank: int | None = None
+    text_rank: int | None = None
 
     def _as_tuple(self) -> tuple[Any, ...]:
         return (self.id, self.score, self.metadata)

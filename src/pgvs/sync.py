@@ -56,6 +56,17 @@ class PGVectorStore(SyncStoreBase):
     explain_search = blocking_twin(AsyncPGVectorStore.explain_search)
     aexplain_search = coroutine_twin(AsyncPGVectorStore.explain_search)
 
+    # -- search strategies -------------------------------------------------------------------------
+
+    text_search = blocking_twin(AsyncPGVectorStore.text_search)
+    atext_search = coroutine_twin(AsyncPGVectorStore.text_search)
+    hybrid_search = blocking_twin(AsyncPGVectorStore.hybrid_search)
+    ahybrid_search = coroutine_twin(AsyncPGVectorStore.hybrid_search)
+    mmr_search = blocking_twin(AsyncPGVectorStore.mmr_search)
+    ammr_search = coroutine_twin(AsyncPGVectorStore.mmr_search)
+    centroid = blocking_twin(AsyncPGVectorStore.centroid)
+    acentroid = coroutine_twin(AsyncPGVectorStore.centroid)
+
     # -- vector indexes ----------------------------------------------------------------------------
 
     create_index = blocking_twin(AsyncPGVectorStore.create_index)

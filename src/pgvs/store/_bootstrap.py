@@ -14,7 +14,7 @@ import asyncpg
 from .. import indexes as ix
 from .._schema_check import schema_problems
 from .._sql import quote_ident
-from ..errors import ExtensionMissingError, SchemaMismatchError
+from ..errors import ConfigurationError, ExtensionMissingError, SchemaMismatchError
 from ._context import StoreContext
 from ._index_manager import IndexManager
 from ._session import logger
@@ -23,6 +23,16 @@ __all__ = ["prepare_schema"]
 
 _EXTENSION_LOCK = "pgvs:extension:vector"
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+# A text search configuration by name, as the search path finds it, or in the schema given.
+_TS_CONFIG_EXISTS = (
+    "SELECT EXISTS (SELECT 1 FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace "
+    "WHERE c.cfgname = $2 AND CASE WHEN $1::text IS NULL THEN pg_ts_config_is_visible(c.oid) "
+    "ELSE n.nspname = $1 END)"
+)
+_HAS_COLUMN = (
+    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) "
+    "AND attname = $2 AND attnum > 0 AND NOT attisdropped)"
+)
 _EXTENSION_SCHEMA = (
     "SELECT n.nspname FROM pg_extension e "
     "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
@@ -39,6 +49,14 @@ async def prepare_schema(
     """
     sql, config = ctx.sql, ctx.config
     async with connection.transaction():
+        if config.text_search is not None and not await connection.fetchval(
+            _TS_CONFIG_EXISTS, *_schema_and_name(config.text_search)
+        ):
+            raise ConfigurationError(
+                f"text_search={config.text_search!r} is not a text search configuration of "
+                "this database",
+                hint="SELECT cfgname FROM pg_ts_config lists them ('english', 'simple', ...).",
+            )
         await connection.execute(_LOCK, _EXTENSION_LOCK)
         extension_schema = await connection.fetchval(_EXTENSION_SCHEMA)
         if extension_schema is None:
@@ -67,9 +85,33 @@ async def prepare_schema(
             for statement in sql.create_table():
                 await connection.execute(statement)
             logger.info("created table %s", sql.table)
+        elif config.text_search is not None and config.auto_create_table:
+            await _add_text_search(connection, ctx)
         await _verify_table(connection, ctx)
         index_due = await indexes.initial_index(connection)
     return cast(str, extension_schema), index_due
+
+
+def _schema_and_name(qualified: str) -> tuple[str | None, str]:
+    schema, _, name = qualified.rpartition(".")
+    return schema or None, name
+
+
+async def _add_text_search(connection: asyncpg.Connection, ctx: StoreContext) -> None:
+    """The tsvector column and its GIN index on an existing table, when missing (under the
+    table's lock, in the set-up transaction: the column is a table rewrite that keeps every row,
+    the index build blocks writes meanwhile; both only once)."""
+    sql, config = ctx.sql, ctx.config
+    present = await connection.fetchval(_HAS_COLUMN, sql.table_text, config.column("content_tsv"))
+    if not present:
+        logger.warning(
+            "adding the full-text column %s to %s (text_search=%r): the table is rewritten once",
+            config.column("content_tsv"),
+            sql.table,
+            config.text_search,
+        )
+        await connection.execute(sql.add_text_column())
+    await connection.execute(sql.create_text_index())
 
 
 async def _create_extension(connection: asyncpg.Connection) -> str:

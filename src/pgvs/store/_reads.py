@@ -114,7 +114,7 @@ class Reader:
             or (self.indexes.ann and k * self.ctx.rows_per_result > self.session.base_ef)
         )
 
-    def _statement(
+    def statement(
         self,
         filter: Mapping[str, Any] | None,
         include_metadata: bool,
@@ -162,7 +162,7 @@ class Reader:
         value = ctx.query_value(query)
         if self._needs_plan(k, filter, ef_search, probes, exact):
             plan = self.plan(k, filter, ef_search, probes, exact)
-            sql, params = self._statement(filter, include_metadata, include_vectors, plan.resort)
+            sql, params = self.statement(filter, include_metadata, include_vectors, plan.resort)
             args = (value, k, *ctx.domain_args(), *params)
             rows = await self.session.fetch_with_settings(plan.settings, sql, *args)
         else:
@@ -224,7 +224,7 @@ class Reader:
         ctx = self.ctx
         value = ctx.query_value(query)
         plan = self.plan(k, filter, ef_search, probes, exact)
-        sql, params = self._statement(filter, True, False, plan.resort)
+        sql, params = self.statement(filter, True, False, plan.resort)
         args = (value, k, *ctx.domain_args(), *params)
         options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
         async with self.session.pool.acquire() as connection:

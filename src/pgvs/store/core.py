@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import asyncpg
+import numpy.typing as npt
 
 from ..config import StoreConfig
 from ..errors import ConfigurationError, translated
@@ -25,6 +26,7 @@ from ._index_manager import IndexManager
 from ._ingest import ingest_columns, run_ingest
 from ._reads import Reader
 from ._session import Session
+from ._strategies import Strategies
 from ._writes import Writer
 
 __all__ = ["AsyncPGVectorStore", "ProgressCallback", "VectorStoreFactory"]
@@ -52,6 +54,7 @@ class AsyncPGVectorStore:
         self._indexes = IndexManager(self._ctx, self._session)
         self._reader = Reader(self._ctx, self._session, self._indexes)
         self._writer = Writer(self._ctx, self._session, self._indexes.after_write)
+        self._strategies = Strategies(self._ctx, self._session, self._reader)
 
     def __repr__(self) -> str:
         c = self._ctx.config
@@ -324,6 +327,102 @@ class AsyncPGVectorStore:
         return await self._reader.explain_search(
             query, k, filter, ef_search, probes, exact, analyze
         )
+
+    # -- search strategies ---------------------------------------------------------------------
+
+    @translated
+    async def text_search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+    ) -> list[SearchResult]:
+        """Full-text search of the content: the ``k`` best matches by ``ts_rank_cd``.
+
+        Needs ``text_search`` in the config. ``text`` is web-search syntax (``"exact phrase"``,
+        ``or``, ``-excluded``); any string is safe, none raises a tsquery syntax error. With
+        ``text_identifiers`` (default) ``.`` and ``_`` separate words on both sides, so
+        ``torch.nanmean`` and ``grid_sample`` are found by their names and their parts.
+        Results carry the rank as ``score`` and ``text_rank``; ``distance`` is NaN.
+        """
+        return await self._strategies.text_search(
+            text, k, filter, include_metadata, include_vectors
+        )
+
+    @translated
+    async def hybrid_search(
+        self,
+        query: Any,
+        text: str,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        fusion: Literal["rrf", "weighted"] = "rrf",
+        rrf_k: float = 60,
+        vector_weight: float = 1.0,
+        text_weight: float = 1.0,
+        candidates: int | None = None,
+        ef_search: int | None = None,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+    ) -> list[SearchResult]:
+        """Vector and full-text search fused in one SQL statement.
+
+        Both legs take ``candidates`` rows (default ``max(50, 5 * k)``) under the same tenant
+        and ``filter``; the vector leg runs as ``search()`` would (its index, iterative scans
+        when filtered, ``ef_search``). ``fusion="rrf"`` sums ``weight / (rrf_k + rank)`` per
+        leg (reciprocal rank fusion); ``"weighted"`` sums ``weight * score`` with each leg's
+        scores min-max normalised. Results carry the fused ``score``, the exact ``distance``
+        to ``query``, and ``vector_rank`` / ``text_rank`` (None where a leg missed the row).
+        """
+        return await self._strategies.hybrid_search(
+            query,
+            text,
+            k,
+            filter,
+            fusion,
+            rrf_k,
+            vector_weight,
+            text_weight,
+            candidates,
+            ef_search,
+            include_metadata,
+            include_vectors,
+        )
+
+    @translated
+    async def mmr_search(
+        self,
+        query: Any,
+        k: int = 4,
+        *,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Mapping[str, Any] | None = None,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+    ) -> list[SearchResult]:
+        """Maximal marginal relevance: ``k`` rows that are near ``query`` and unlike each other.
+
+        The ``fetch_k`` nearest rows come with their vectors in one round trip; the selection
+        runs in numpy (cosine similarity): ``lambda_mult=1`` is plain nearest order, ``0``
+        maximal diversity. Results are in the order chosen, with their distances and scores.
+        """
+        return await self._strategies.mmr_search(
+            query, k, fetch_k, lambda_mult, filter, include_metadata, include_vectors
+        )
+
+    @translated
+    async def centroid(
+        self, *, ids: Sequence[Any] | None = None, filter: Mapping[str, Any] | None = None
+    ) -> npt.NDArray[Any] | None:
+        """The mean vector of the rows given by ``ids`` and/or ``filter`` (all rows of the domain
+        without either), computed on the server with pgvector's ``avg()``; None when no row
+        matches."""
+        return await self._strategies.centroid(ids, filter)
 
     # -- vector indexes ------------------------------------------------------------------------
 
