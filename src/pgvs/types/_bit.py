@@ -149,9 +149,9 @@ class Bit:
 
     def to_numpy(self) -> npt.NDArray[np.bool_]:
         """One numpy bool per bit."""
-        from . import _numpy
+        from ._ndarray import bits_to_numpy
 
-        return _numpy.bits_to_numpy(self.length, self._wire[4:])
+        return bits_to_numpy(self.length, self._wire[4:])
 
     def to_binary(self) -> bytes:
         """The ``bit``/``varbit`` binary send/recv layout."""
@@ -194,9 +194,9 @@ def _bit_wire(value: Any) -> bytes:
     if isinstance(value, str):
         return _wire_from_digits(_digits_from_text(value))
     if numpy_if_array(value) is not None:
-        from . import _numpy
+        from ._ndarray import bits_from_array
 
-        length, packed = _numpy.bits_from_array(value)
+        length, packed = bits_from_array(value)
         _check_length(length)
         return _LENGTH.pack(length) + packed
     if isinstance(value, bytes | bytearray | memoryview):

@@ -240,9 +240,9 @@ class SparseVector:
 
     def to_numpy(self) -> npt.NDArray[np.float32]:
         """The dense elements as a float32 numpy array of length ``dim``."""
-        from . import _numpy
+        from ._ndarray import sparse_to_numpy
 
-        return _numpy.sparse_to_numpy(self.dim, self.indices, self.values)
+        return sparse_to_numpy(self.dim, self.indices, self.values)
 
     def to_binary(self) -> bytes:
         """pgvector's binary send/recv layout."""
@@ -291,9 +291,9 @@ def _sparse_wire(data: Any, dim: int | None) -> bytes:
         pairs = [(_as_index(key, "index"), value) for key, value in data.items()]
         return _from_pairs(pairs, size)
     if numpy_if_array(data) is not None:
-        from . import _numpy
+        from ._ndarray import sparse_from_dense
 
-        size, indices, values = _numpy.sparse_from_dense(data)
+        size, indices, values = sparse_from_dense(data)
     else:
         if isinstance(data, DenseVector):
             data = data.to_list()

@@ -16,7 +16,6 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
-from . import _native
 from ._common import (
     LITTLE_ENDIAN,
     VECTOR_MAX_DIM,
@@ -32,6 +31,7 @@ from ._common import (
     short_repr,
     strip_pg,
 )
+from ._native import dense_vector_wire
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,12 +121,15 @@ class DenseVector:
         several times cheaper per row than building the values one by one; errors name the row.
         """
         if numpy_if_array(matrix) is not None:
-            from . import _numpy
+            from ._ndarray import matrix_wires
 
+            wires = matrix_wires(matrix, cls._kind)
+            if wires is None:  # an object array: its rows are Python objects
+                return cls.from_matrix(matrix.tolist())
             values: list[_D] = []
             append = values.append
             new = object.__new__
-            for wire in _numpy.matrix_wires(matrix, cls._kind):
+            for wire in wires:
                 value = new(cls)
                 value._wire = wire
                 append(value)
@@ -177,9 +180,9 @@ class DenseVector:
 
     def to_numpy(self) -> npt.NDArray[np.float32]:
         """The elements as a new, writable native ``float32`` numpy array."""
-        from . import _numpy
+        from ._ndarray import dense_to_numpy
 
-        return _numpy.dense_to_numpy(self._wire, self._itemsize)
+        return dense_to_numpy(self._wire, self._itemsize)
 
     def to_binary(self) -> bytes:
         """pgvector's binary send/recv layout."""
@@ -215,9 +218,9 @@ class DenseVector:
 def _payload_is_finite(wire: bytes, code: str, dim: int) -> bool:
     """Whether every element of dense wire bytes is finite (with numpy's help if it is loaded)."""
     if sys.modules.get("numpy") is not None:
-        from . import _numpy
+        from ._ndarray import dense_wire_is_finite
 
-        return _numpy.dense_wire_is_finite(wire, code)
+        return dense_wire_is_finite(wire, code)
     return math.isfinite(sum(be_struct(f"{dim}{code}").unpack_from(wire, 4)))
 
 
@@ -245,11 +248,10 @@ class Vector(DenseVector):
             wire = _dense_vector_wire(values)
             if wire is not None:
                 return wire
-        if numpy_if_array(values) is not None:
-            from . import _numpy
-
-            _use_numpy(_numpy)
-            return _numpy.vector_wire(values)  # the C path for exact arrays, then Python
+        np = numpy_if_array(values)
+        if np is not None:
+            _use_numpy(np)
+            return _array_wire(values)
         return cls._wire_from_python(values)
 
     @classmethod
@@ -259,11 +261,12 @@ class Vector(DenseVector):
             if type(values) is Vector:
                 return values._wire
             values = values.to_list()
-        if numpy_if_array(values) is not None:
-            from . import _numpy
+        np = numpy_if_array(values)
+        if np is not None:
+            from ._ndarray import vector_wire_python
 
-            _use_numpy(_numpy)
-            return _numpy.vector_wire_python(values)
+            _use_numpy(np)
+            return vector_wire_python(values)
         if isinstance(values, array) and values.typecode == "f":
             dim = len(values)
             check_dim(dim, "vector", VECTOR_MAX_DIM)
@@ -288,10 +291,21 @@ class Vector(DenseVector):
         return values.tolist()
 
 
-# The exact types the compiled encoder is given (numpy arrays reach it through _numpy): lists
+# The exact types the compiled encoder is given besides exact numpy arrays (_array_wire): lists
 # and tuples of floats/ints and array.array. Subclasses and anything else take the Python path.
 _NATIVE_INPUTS = frozenset({list, tuple, array})
-_dense_vector_wire = _native.dense_vector_wire
+_dense_vector_wire = dense_vector_wire
+
+
+def _array_wire(arr: Any) -> bytes:
+    """``vector`` wire bytes of a numpy array: the compiled path for exact arrays, then Python."""
+    if _dense_vector_wire is not None and type(arr) is _ndarray:
+        wire = _dense_vector_wire(arr)
+        if wire is not None:
+            return wire
+    from ._ndarray import vector_wire_python
+
+    return vector_wire_python(arr)
 
 
 # -- codec functions ---------------------------------------------------------------------------------
@@ -305,10 +319,11 @@ _ndarray: type = _NoArrayType
 _np_vector_wire: Callable[[Any], bytes] = Vector._wire_from
 
 
-def _use_numpy(module: Any) -> None:
+def _use_numpy(np: Any) -> None:
+    """Called with numpy's module once an array has been seen (so numpy is imported)."""
     global _ndarray, _np_vector_wire
-    _ndarray = module.np.ndarray
-    _np_vector_wire = module.vector_wire
+    _ndarray = np.ndarray
+    _np_vector_wire = _array_wire
 
 
 def encode_vector(value: Any) -> bytes:
