@@ -18,11 +18,16 @@ from pgvs.errors import ExtensionMissingError, ValidationError
 from pgvs.types import Bit, HalfVector, SparseVector, Vector
 
 
+def bitstring(digits: str) -> asyncpg.BitString:
+    """asyncpg's own bit string type, from its "0101" text form."""
+    return asyncpg.BitString(digits)  # type: ignore[arg-type]  # (annotated as bytes, takes text)
+
+
 @pytest.fixture
 async def conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    """A connection with the pgvs codecs (objects out)."""
+    """A connection with the pgvs codecs (objects out), pgvs' bit codec included."""
     connection = await asyncpg.connect(pg_dsn)
-    await register_vector(connection)
+    await register_vector(connection, bit=True)
     try:
         yield connection
     finally:
@@ -31,9 +36,9 @@ async def conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
 
 @pytest.fixture
 async def np_conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    """A connection with the pgvs codecs, numpy rows out."""
+    """A connection with the pgvs codecs, numpy rows out, pgvs' bit codec included."""
     connection = await asyncpg.connect(pg_dsn)
-    await register_vector(connection, numpy=True)
+    await register_vector(connection, numpy=True, bit=True)
     try:
         yield connection
     finally:
@@ -343,10 +348,75 @@ async def test_old_pgvector_without_halfvec_and_sparsevec(pg_dsn: str, scratch_d
             "ALTER TYPE halfvec RENAME TO hidden_halfvec; "
             "ALTER TYPE sparsevec RENAME TO hidden_sparsevec"
         )
-        await register_vector(connection)
+        await register_vector(connection, bit=True)
         assert await connection.fetchval("SELECT '[1,2]'::vector") == Vector([1, 2])
         assert await connection.fetchval("SELECT B'101'::bit(3)") == Bit("101")
         assert await connection.fetchval("SELECT $1::vector::text", [3, 4]) == "[3,4]"
+    finally:
+        await connection.close()
+
+
+# -- bit and varbit are the user's: asyncpg's codec stays unless bit=True ---------------------------
+
+
+async def _varbit_round_trip(connection: asyncpg.Connection[Any], table: str) -> list[Any]:
+    """Everything a user's unrelated bit/varbit table sees: parameters asyncpg's codec takes
+    (BitString, bytes as packed bits), values out, text, arrays, NULLs, and its refusals."""
+    await connection.execute(
+        f"CREATE TEMP TABLE {table} (id int PRIMARY KEY, flags varbit, fixed bit(4), many varbit[])"
+    )
+    rows: list[tuple[Any, ...]] = [
+        (1, bitstring("10110"), bitstring("1001"), None),
+        (2, b"\xa5", asyncpg.BitString.frombytes(b"\xf0", 4), [bitstring("1"), None]),
+        (3, bitstring(""), None, [bitstring("01"), bitstring("110")]),
+    ]
+    await connection.executemany(f"INSERT INTO {table} VALUES ($1, $2, $3, $4)", rows)
+    await connection.copy_records_to_table(
+        table, records=[(4, bitstring("0" * 9 + "1"), None, None)]
+    )
+    seen: list[Any] = [
+        tuple(r) for r in await connection.fetch(f"SELECT * FROM {table} ORDER BY id")
+    ]
+    seen.append(await connection.fetch(f"SELECT flags::text, many::text FROM {table} ORDER BY id"))
+    found = await connection.fetchval(f"SELECT flags FROM {table} WHERE id = 1")
+    seen.append((type(found), found.as_string(), found.to_int(), len(found)))
+    for bad in ("101", Bit("101"), [True, False]):
+        try:
+            await connection.fetchval("SELECT $1::varbit", bad)
+        except Exception as exc:  # the very exception plain asyncpg raises, compared below
+            seen.append((type(exc), str(exc)))
+        else:
+            seen.append(("accepted", bad))
+    return seen
+
+
+async def test_register_vector_leaves_a_users_varbit_table_alone(pg_dsn: str) -> None:
+    plain = await asyncpg.connect(pg_dsn)
+    registered = await asyncpg.connect(pg_dsn)
+    registered_numpy = await asyncpg.connect(pg_dsn)
+    try:
+        await register_vector(registered)
+        await register_vector(registered_numpy, numpy=True)
+        expected = await _varbit_round_trip(plain, "user_flags")
+        assert expected[0][1] == bitstring("10110")  # (the comparison is not vacuous)
+        assert await _varbit_round_trip(registered, "user_flags") == expected
+        assert await _varbit_round_trip(registered_numpy, "user_flags") == expected
+        # ... while the vector types are pgvs' on the registered connection.
+        assert await registered.fetchval("SELECT '[1,2]'::vector") == Vector([1, 2])
+    finally:
+        for connection in (plain, registered, registered_numpy):
+            await connection.close()
+
+
+async def test_bit_true_installs_pgvs_bit_and_takes_bitstring_too(pg_dsn: str) -> None:
+    connection = await asyncpg.connect(pg_dsn)
+    try:
+        await register_vector(connection, bit=True)
+        assert await connection.fetchval("SELECT B'10110'::varbit") == Bit("10110")
+        for value in (bitstring("10110"), Bit("10110"), "10110", [1, 0, 1, 1, 0]):
+            assert await connection.fetchval("SELECT $1::varbit::text", value) == "10110"
+        padded = asyncpg.BitString.frombytes(b"\xff", 3)  # bits past the length are not sent
+        assert await connection.fetchval("SELECT $1::varbit::text", padded) == "111"
     finally:
         await connection.close()
 

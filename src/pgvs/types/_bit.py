@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import operator
 import struct
+import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, overload
 
 from ._common import (
     BIT_MAX_LENGTH,
@@ -17,6 +18,7 @@ from ._common import (
     fail,
     is_bool,
     numpy_if_array,
+    position_in,
     short_repr,
     strip_pg,
 )
@@ -24,8 +26,9 @@ from ._common import (
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+    from asyncpg import BitString
 
-BitInput: TypeAlias = "str | Sequence[bool] | Sequence[int] | npt.NDArray[Any] | Bit"
+BitInput: TypeAlias = "str | Sequence[bool] | Sequence[int] | npt.NDArray[Any] | BitString | Bit"
 
 __all__ = ["Bit", "decode_bit", "encode_bit"]
 
@@ -75,8 +78,8 @@ class Bit:
     """A bit string, for pgvector's ``bit(n)`` columns (Hamming / Jaccard distance).
 
     Build one from a string of ``0``/``1``, a sequence of bools (or 0/1 ints), a 1-D numpy bool
-    array (or integer array of 0s and 1s), :meth:`from_bytes` (packed bytes + bit length),
-    :meth:`from_binary` or :meth:`from_text`. Immutable, compared by value, hashable. The empty
+    array (or integer array of 0s and 1s), an ``asyncpg.BitString``, :meth:`from_bytes` (packed
+    bytes + bit length), :meth:`from_binary` or :meth:`from_text`. Immutable, compared by value, hashable. The empty
     bit string is valid (``''::varbit``).
     """
 
@@ -144,8 +147,23 @@ class Bit:
         """One bool per bit."""
         return [char == "1" for char in self.to_text()]
 
-    def __iter__(self) -> Iterator[bool]:
-        return iter(self.to_list())
+    # No __iter__ at run time: see the sequence protocol note in _common. Type checkers are told
+    # about the iteration that __getitem__ provides.
+    if TYPE_CHECKING:
+
+        def __iter__(self) -> Iterator[bool]: ...
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> bool: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bool]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> bool | list[bool]:
+        if isinstance(index, slice):
+            return self.to_list()[index]
+        position = position_in(index, self.length, "bit")
+        return bool(self._wire[4 + position // 8] >> (7 - position % 8) & 1)
 
     def to_numpy(self) -> npt.NDArray[np.bool_]:
         """One numpy bool per bit."""
@@ -181,6 +199,13 @@ class Bit:
         return f"Bit('{text[:16]}...{text[-8:]}', length={length})"
 
 
+def _bitstring_type() -> type[Any] | None:
+    """asyncpg's ``BitString`` class if asyncpg is loaded (this package never imports it)."""
+    types = sys.modules.get("asyncpg.pgproto.types")
+    cls: type[Any] | None = getattr(types, "BitString", None)
+    return cls
+
+
 def _clear_padding(packed: bytes, length: int) -> bytes:
     spare = 8 * len(packed) - length
     if not spare or not packed:
@@ -193,6 +218,9 @@ def _bit_wire(value: Any) -> bytes:
         return value._wire
     if isinstance(value, str):
         return _wire_from_digits(_digits_from_text(value))
+    bitstring = _bitstring_type()
+    if bitstring is not None and isinstance(value, bitstring):
+        return Bit.from_bytes(value.bytes, len(value))._wire
     if numpy_if_array(value) is not None:
         from ._ndarray import bits_from_array
 
@@ -206,7 +234,8 @@ def _bit_wire(value: Any) -> bytes:
 
 
 def encode_bit(value: Any) -> bytes:
-    """The ``bit``/``varbit`` wire bytes of a Bit, a 0/1 string, bools or a bool array.
+    """The ``bit``/``varbit`` wire bytes of a Bit, an ``asyncpg.BitString``, a 0/1 string, bools
+    or a bool array.
 
     Bytes are taken as wire bytes already, and checked as :meth:`Bit.from_binary` does.
     """

@@ -42,6 +42,7 @@ class HalfVector(DenseVector):
     _max_dim = HALFVEC_MAX_DIM
     _itemsize = 2
     _code = "e"
+    _element = _HALF
 
     @classmethod
     def _wire_from(cls, values: Any) -> bytes:

@@ -7,14 +7,12 @@ hashing follow the stored numbers.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import struct
 import sys
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, SupportsIndex, TypeAlias, TypeVar, overload
 
 from ._common import (
     LITTLE_ENDIAN,
@@ -24,10 +22,12 @@ from ._common import (
     check_dim,
     fail,
     first_bad_element,
+    floats_from_base64,
     format_f32,
     numpy_if_array,
     pack_f32_elements,
     parse_f32,
+    position_in,
     short_repr,
     strip_pg,
 )
@@ -56,6 +56,7 @@ class DenseVector:
     _max_dim: ClassVar[int] = VECTOR_MAX_DIM
     _itemsize: ClassVar[int] = 4
     _code: ClassVar[str] = "f"
+    _element: ClassVar[struct.Struct] = struct.Struct(">f")
 
     def __init__(self, values: DenseInput) -> None:
         self._wire = self._wire_from(values)
@@ -146,20 +147,7 @@ class DenseVector:
     def from_float_base64(cls: type[_D], data: str | bytes) -> _D:
         """Decode base64 of little-endian float32 values, as returned by embedding APIs such as
         OpenAI's ``encoding_format="base64"`` (the bytes of a ``'<f4'`` array)."""
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            fail(f"{cls._kind}: invalid base64 data ({exc})")
-        if len(raw) % 4:
-            fail(
-                f"{cls._kind}: base64 data decodes to {len(raw)} bytes, "
-                "not a whole number of float32 values"
-            )
-        values = array("f")
-        values.frombytes(raw)
-        if not LITTLE_ENDIAN:
-            values.byteswap()
-        return cls(values)
+        return cls(floats_from_base64(data, cls._kind))
 
     # -- access ------------------------------------------------------------------------------------
 
@@ -175,8 +163,24 @@ class DenseVector:
         """The elements as Python floats."""
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[float]:
-        return iter(self.to_list())
+    # No __iter__ at run time: see the sequence protocol note in _common. Type checkers are told
+    # about the iteration that __getitem__ provides.
+    if TYPE_CHECKING:
+
+        def __iter__(self) -> Iterator[float]: ...
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> float | list[float]:
+        if isinstance(index, slice):
+            return self.to_list()[index]
+        position = position_in(index, len(self), self._kind)
+        value: float = self._element.unpack_from(self._wire, 4 + self._itemsize * position)[0]
+        return value
 
     def to_numpy(self) -> npt.NDArray[np.float32]:
         """The elements as a new, writable native ``float32`` numpy array."""
