@@ -10,7 +10,7 @@ import operator
 import struct
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, TypeVar, overload
 
 from ._common import (
     BIT_MAX_LENGTH,
@@ -32,6 +32,7 @@ BitInput: TypeAlias = "str | Sequence[bool] | Sequence[int] | npt.NDArray[Any] |
 
 __all__ = ["Bit", "decode_bit", "encode_bit"]
 
+_B = TypeVar("_B", bound="Bit")
 _LENGTH = struct.Struct(">i")
 _BIT_CHARS = frozenset("01")
 
@@ -91,13 +92,15 @@ class Bit:
         self._wire = _bit_wire(value)
 
     @classmethod
-    def _from_wire(cls, wire: bytes) -> Bit:
+    def _from_wire(cls: type[_B], wire: bytes) -> _B:
         obj = object.__new__(cls)
         obj._wire = wire
         return obj
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview, length: int | None = None) -> Bit:
+    def from_bytes(
+        cls: type[_B], data: bytes | bytearray | memoryview, length: int | None = None
+    ) -> _B:
         """From packed bytes (most significant bit first) and the number of bits used
         (default: all of them). Bits past ``length`` in the last byte are cleared."""
         packed = bytes(data)
@@ -109,7 +112,7 @@ class Bit:
         return cls._from_wire(_LENGTH.pack(length) + _clear_padding(packed, length))
 
     @classmethod
-    def from_binary(cls, data: bytes | bytearray | memoryview) -> Bit:
+    def from_binary(cls: type[_B], data: bytes | bytearray | memoryview) -> _B:
         """Parse the ``bit``/``varbit`` binary layout (padding bits are cleared, as the server
         does)."""
         wire = bytes(data)
@@ -124,7 +127,7 @@ class Bit:
         return cls._from_wire(wire[:4] + _clear_padding(wire[4:], length))
 
     @classmethod
-    def from_text(cls, text: str) -> Bit:
+    def from_text(cls: type[_B], text: str) -> _B:
         """Parse PostgreSQL's text output of a bit string: ``0``s and ``1``s."""
         return cls._from_wire(_wire_from_digits(_digits_from_text(strip_pg(text))))
 

@@ -60,7 +60,7 @@ class HalfVector(DenseVector):
     def _wire_from_python(cls, values: Any) -> bytes:
         """:meth:`_wire_from` in pure Python: the reference the C fast path must agree with."""
         if isinstance(values, DenseVector):
-            if type(values) is HalfVector:
+            if isinstance(values, HalfVector):  # subclasses (pgvs.compat) too
                 return values._wire
             values = values.to_list()
         np = numpy_if_array(values)

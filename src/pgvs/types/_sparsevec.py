@@ -12,7 +12,7 @@ import itertools
 import math
 import operator
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, TypeVar, overload
 
 from ._common import (
     SPARSEVEC_MAX_DIM,
@@ -48,6 +48,7 @@ SparseInput: TypeAlias = (
 __all__ = ["SparseVector", "decode_sparsevec", "encode_sparsevec"]
 
 _KIND = "sparsevec"
+_S = TypeVar("_S", bound="SparseVector")
 
 
 def _as_index(value: object, what: str) -> int:
@@ -115,15 +116,15 @@ class SparseVector:
         self._wire = _sparse_wire(data, dim)
 
     @classmethod
-    def _from_wire(cls, wire: bytes) -> SparseVector:
+    def _from_wire(cls: type[_S], wire: bytes) -> _S:
         obj = object.__new__(cls)
         obj._wire = wire
         return obj
 
     @classmethod
     def from_indices(
-        cls, indices: Sequence[int], values: Sequence[float], dim: int
-    ) -> SparseVector:
+        cls: type[_S], indices: Sequence[int], values: Sequence[float], dim: int
+    ) -> _S:
         """From parallel sequences of 0-based indices and values (any order, no repeats)."""
         index_list = as_element_list(indices, _KIND)
         value_list = as_element_list(values, _KIND)
@@ -140,7 +141,7 @@ class SparseVector:
         return cls._from_wire(_from_pairs(pairs, size))
 
     @classmethod
-    def from_binary(cls, data: bytes | bytearray | memoryview) -> SparseVector:
+    def from_binary(cls: type[_S], data: bytes | bytearray | memoryview) -> _S:
         """Parse pgvector's binary layout, validating it as the server would."""
         wire = bytes(data)
         if len(wire) < 12:
@@ -170,7 +171,7 @@ class SparseVector:
         return cls._from_wire(wire)
 
     @classmethod
-    def from_text(cls, text: str) -> SparseVector:
+    def from_text(cls: type[_S], text: str) -> _S:
         """Parse pgvector's text form, e.g. ``{1:1.5,3:2}/5`` (indices counted from 1)."""
         body = strip_pg(text)
         close = body.find("}")
@@ -206,7 +207,7 @@ class SparseVector:
         return cls._from_wire(_from_pairs(pairs, dim))
 
     @classmethod
-    def from_float_base64(cls, data: str | bytes, dim: int | None = None) -> SparseVector:
+    def from_float_base64(cls: type[_S], data: str | bytes, dim: int | None = None) -> _S:
         """The non-zero elements of base64 little-endian float32 values (a dense embedding as
         embedding APIs return it with ``encoding_format="base64"``)."""
         return cls(floats_from_base64(data, _KIND), dim)

@@ -262,7 +262,7 @@ class Vector(DenseVector):
     def _wire_from_python(cls, values: Any) -> bytes:
         """:meth:`_wire_from` in pure Python: the reference the C fast path must agree with."""
         if isinstance(values, DenseVector):
-            if type(values) is Vector:
+            if isinstance(values, Vector):  # subclasses (pgvs.compat) hold valid wire bytes too
                 return values._wire
             values = values.to_list()
         np = numpy_if_array(values)
