@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 import pytest
+import scipy.sparse
 
 from pgvs.codecs import codec_functions, register_vector, vector_extension_schema
 from pgvs.errors import ExtensionMissingError, ValidationError
@@ -78,6 +79,19 @@ ENCODE_CASES: list[tuple[str, str, Any, str]] = [
         SparseVector({10**9 - 1: 1}, dim=10**9),
         "{1000000000:1}/1000000000",
     ),
+    (
+        "sparsevec from scipy csr_matrix",
+        "sparsevec",
+        scipy.sparse.csr_matrix(np.array([[0, 1.5, 0, 2]])),
+        "{2:1.5,4:2}/4",
+    ),
+    (
+        "sparsevec from 1-D scipy coo_array",
+        "sparsevec",
+        scipy.sparse.coo_array(np.array([0, 0, 3.25])),
+        "{3:3.25}/3",
+    ),
+    ("sparsevec from scipy dok_array", "sparsevec", scipy.sparse.dok_array((1, 7)), "{}/7"),
     ("bit from Bit", "bit(4)", Bit("1011"), "1011"),
     ("bit from str", "bit(9)", "101100111", "101100111"),
     ("bit from bools", "bit(3)", [True, False, True], "101"),

@@ -40,9 +40,11 @@ from ._vector import DenseVector
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+    from scipy.sparse import sparray, spmatrix
 
 SparseInput: TypeAlias = (
     "Mapping[int, float] | Sequence[float] | npt.NDArray[Any] | DenseVector | SparseVector"
+    " | sparray | spmatrix"
 )
 
 __all__ = ["SparseVector", "decode_sparsevec", "encode_sparsevec"]
