@@ -205,7 +205,7 @@ async def test_server_distances_on_our_values(conn: asyncpg.Connection[Any]) -> 
     assert await conn.fetchval("SELECT $1::bit(3) <~> $2::bit(3)", "101", "100") == 1.0
 
 
-# -- numpy rows out ---------------------------------------------------------------------------------
+# -- numpy rows out --------------------------------------------------------------------------------
 
 
 async def test_numpy_option(np_conn: asyncpg.Connection[Any]) -> None:
@@ -241,7 +241,7 @@ async def test_codec_functions_are_what_asyncpg_calls(conn: asyncpg.Connection[A
     assert await conn.fetchval("SELECT bit_send(B'101100111')") == Bit("101100111").to_binary()
 
 
-# -- registration -----------------------------------------------------------------------------------
+# -- registration ----------------------------------------------------------------------------------
 
 
 async def test_pre_encoded_rows_pass_through(conn: asyncpg.Connection[Any]) -> None:
@@ -370,7 +370,7 @@ async def test_old_pgvector_without_halfvec_and_sparsevec(pg_dsn: str, scratch_d
         await connection.close()
 
 
-# -- bit and varbit are the user's: asyncpg's codec stays unless bit=True ---------------------------
+# -- bit and varbit are the user's: asyncpg's codec stays unless bit=True --------------------------
 
 
 async def _varbit_round_trip(connection: asyncpg.Connection[Any], table: str) -> list[Any]:
@@ -442,7 +442,7 @@ async def test_register_does_not_hide_other_errors(pg_dsn: str) -> None:
         await register_vector(connection)
 
 
-# -- bad values: the client refuses them, and so does the server when they get around us ------------
+# -- bad values: the client refuses them, and so does the server when they get around us -----------
 
 
 async def test_client_validation_stops_bad_values_before_the_server(

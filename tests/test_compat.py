@@ -31,7 +31,7 @@ def bitstring(digits: str) -> asyncpg.BitString:
     return asyncpg.BitString(digits)  # type: ignore[arg-type]  # (annotated as bytes, takes text)
 
 
-# -- pgvector-python's types ------------------------------------------------------------------------
+# -- pgvector-python's types -----------------------------------------------------------------------
 
 
 def test_pgvector_vector_and_halfvector() -> None:
@@ -135,7 +135,7 @@ def test_where_pgvs_is_stricter_it_says_why(label: str, build: Any, message: str
         build()
 
 
-# -- asyncpg_vector's types -------------------------------------------------------------------------
+# -- asyncpg_vector's types ------------------------------------------------------------------------
 
 
 def test_asyncpg_vector_types() -> None:
@@ -173,7 +173,7 @@ def test_asyncpg_vector_types() -> None:
     assert isinstance(sparse, pgvs.SparseVector)
 
 
-# -- through the server -----------------------------------------------------------------------------
+# -- through the server ----------------------------------------------------------------------------
 
 
 @pytest.fixture

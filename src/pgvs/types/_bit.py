@@ -80,8 +80,8 @@ class Bit:
 
     Build one from a string of ``0``/``1``, a sequence of bools (or 0/1 ints), a 1-D numpy bool
     array (or integer array of 0s and 1s), an ``asyncpg.BitString``, :meth:`from_bytes` (packed
-    bytes + bit length), :meth:`from_binary` or :meth:`from_text`. Immutable, compared by value, hashable. The empty
-    bit string is valid (``''::varbit``).
+    bytes + bit length), :meth:`from_binary` or :meth:`from_text`. Immutable, compared by value,
+    hashable. The empty bit string is valid (``''::varbit``).
     """
 
     __slots__ = ("_wire",)

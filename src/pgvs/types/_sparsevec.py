@@ -105,9 +105,9 @@ class SparseVector:
     sorted); ``SparseVector([1.5, 0, 2.0, 0, 0])`` or a 1-D numpy array keeps the non-zero
     elements of a dense input; a ``scipy.sparse`` array or matrix of any format with one row
     (shape ``(1, dim)``, or ``(dim,)`` for 1-D sparse arrays) is taken as is, summing entries
-    stored twice as scipy does. ``to_coo()`` gives a 1 x dim ``coo_array`` back. Zero values are dropped, as pgvector does; out-of-range or
-    repeated indices, NaN, infinities and non-numbers raise
-    :class:`pgvs.errors.ValidationError` naming the index. Immutable, compared by value.
+    stored twice as scipy does. ``to_coo()`` gives a 1 x dim ``coo_array`` back. Zero values are
+    dropped, as pgvector does; out-of-range or repeated indices, NaN, infinities and non-numbers
+    raise :class:`pgvs.errors.ValidationError` naming the index. Immutable, compared by value.
     """
 
     __slots__ = ("_wire",)
