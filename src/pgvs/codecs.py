@@ -56,7 +56,7 @@ from .types import (
     encode_vector,
 )
 
-__all__ = ["codec_functions", "register_vector", "vector_extension_schema"]
+__all__ = ["codec_functions", "install_codecs", "register_vector", "vector_extension_schema"]
 
 logger = logging.getLogger("pgvs.codecs")
 
@@ -81,7 +81,8 @@ _OPTIONAL_TYPES = ("halfvec", "sparsevec")
 
 
 def codec_functions(*, numpy: bool = False) -> dict[str, tuple[Encoder, Decoder]]:
-    """The ``(encoder, decoder)`` pair :func:`register_vector` installs for each type name.
+    """The ``(encoder, decoder)`` pair :func:`register_vector` installs for each type name
+    (``bit`` and ``varbit`` only with ``bit=True``).
 
     These are exactly the callables asyncpg invokes per value (encoders return the binary wire
     bytes, decoders receive them); benchmarks and batch writers can call them directly.
