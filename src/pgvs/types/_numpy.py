@@ -16,9 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._common import VECTOR_MAX_DIM
-from ._native import DenseVectorWire
-from ._native import dense_halfvec_wire as _dense_halfvec_wire
-from ._native import dense_vector_wire as _dense_vector_wire
+from ._native import DenseVectorWire, dense_halfvec_wire, dense_vector_wire
 from ._ndarray import (
     _BE_F32,
     _HEADERS,
@@ -44,6 +42,10 @@ from ._vector import Vector as _Vector
 from ._vector import encode_vector as _encode_vector_general
 
 _ndarray = np.ndarray
+# The compiled encoders as this module reads them (None without the extension; swapped for None
+# by tests that emulate a pure-Python install).
+_dense_vector_wire = dense_vector_wire
+_dense_halfvec_wire = dense_halfvec_wire
 
 
 def vector_wire(arr: npt.NDArray[Any]) -> bytes:
