@@ -15,6 +15,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgvs.codecs import register_vector
 from pgvs.errors import ValidationError
@@ -181,3 +183,23 @@ def test_values_are_sequences_without_iter() -> None:
     sparse: Any = SparseVector({1: 2}, dim=3)
     assert Vector(sparse) == Vector([0, 2, 0])
     assert Bit(asyncpg.BitString.frombytes(b"\xd0", 4)) == Bit("1101")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=40).flatmap(
+        lambda dim: st.tuples(
+            st.just(dim),
+            st.dictionaries(
+                st.integers(min_value=0, max_value=dim - 1),
+                st.floats(min_value=-1e6, max_value=1e6, width=32).filter(bool),
+            ),
+        )
+    )
+)
+def test_sparse_indexing_matches_the_dense_list(case: tuple[int, dict[int, float]]) -> None:
+    dim, elements = case
+    value = SparseVector(elements, dim=dim)
+    dense = value.to_list()
+    assert list(value) == dense
+    assert [value[-1 - i] for i in range(dim)] == dense[::-1]

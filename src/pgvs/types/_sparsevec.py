@@ -7,10 +7,10 @@ layout counts from 1: ``{1:1.5,3:2}/5``. The Python API counts from 0, like any 
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import operator
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, TypeVar, overload
 
@@ -51,6 +51,8 @@ __all__ = ["SparseVector", "decode_sparsevec", "encode_sparsevec"]
 
 _KIND = "sparsevec"
 _S = TypeVar("_S", bound="SparseVector")
+_INT = struct.Struct(">i")
+_FLOAT = struct.Struct(">f")
 
 
 def _as_index(value: object, what: str) -> int:
@@ -307,10 +309,18 @@ class SparseVector:
         if isinstance(index, slice):
             return self.to_list()[index]
         position = position_in(index, self.dim, _KIND)
-        indices = self._index_tuple()
-        found = bisect.bisect_left(indices, position)
-        if found < len(indices) and indices[found] == position:
-            value: float = self._value_tuple()[found]
+        # Binary search in the wire bytes: O(log nnz) per element, so iterating is O(dim log nnz).
+        wire = self._wire
+        nnz = self._count()
+        low, high = 0, nnz
+        while low < high:
+            middle = (low + high) // 2
+            if _INT.unpack_from(wire, 12 + 4 * middle)[0] < position:
+                low = middle + 1
+            else:
+                high = middle
+        if low < nnz and _INT.unpack_from(wire, 12 + 4 * low)[0] == position:
+            value: float = _FLOAT.unpack_from(wire, 12 + 4 * nnz + 4 * low)[0]
             return value
         return 0.0
 
