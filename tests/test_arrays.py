@@ -2,9 +2,9 @@
 ``bit[]`` and ``varbit[]``, one- and two-dimensional, through execute, executemany and COPY.
 
 asyncpg walks into every element of an array parameter that is Sized and Iterable; the values
-must count as elements, not as sub-arrays. Every check reads the result back as the server's
-text and compares it with the server's own parsing of a text literal, so our encoder is never
-its own judge.
+must count as elements, not as sub-arrays. The checks read what was sent back as the server's
+text and compare it with the server's own parsing of a text literal (or with the server's text of
+arrays checked that way), so our encoder is never its own judge.
 """
 
 from __future__ import annotations
