@@ -12,17 +12,23 @@ from typing import Any
 import asyncpg
 import numpy as np
 import pytest
+import scipy.sparse
 
 from pgvs.codecs import codec_functions, register_vector, vector_extension_schema
 from pgvs.errors import ExtensionMissingError, ValidationError
 from pgvs.types import Bit, HalfVector, SparseVector, Vector
 
 
+def bitstring(digits: str) -> asyncpg.BitString:
+    """asyncpg's own bit string type, from its "0101" text form."""
+    return asyncpg.BitString(digits)  # type: ignore[arg-type]  # (annotated as bytes, takes text)
+
+
 @pytest.fixture
 async def conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    """A connection with the pgvs codecs (objects out)."""
+    """A connection with the pgvs codecs (objects out), pgvs' bit codec included."""
     connection = await asyncpg.connect(pg_dsn)
-    await register_vector(connection)
+    await register_vector(connection, bit=True)
     try:
         yield connection
     finally:
@@ -31,9 +37,9 @@ async def conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
 
 @pytest.fixture
 async def np_conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    """A connection with the pgvs codecs, numpy rows out."""
+    """A connection with the pgvs codecs, numpy rows out, pgvs' bit codec included."""
     connection = await asyncpg.connect(pg_dsn)
-    await register_vector(connection, numpy=True)
+    await register_vector(connection, numpy=True, bit=True)
     try:
         yield connection
     finally:
@@ -73,6 +79,19 @@ ENCODE_CASES: list[tuple[str, str, Any, str]] = [
         SparseVector({10**9 - 1: 1}, dim=10**9),
         "{1000000000:1}/1000000000",
     ),
+    (
+        "sparsevec from scipy csr_matrix",
+        "sparsevec",
+        scipy.sparse.csr_matrix(np.array([[0, 1.5, 0, 2]])),
+        "{2:1.5,4:2}/4",
+    ),
+    (
+        "sparsevec from 1-D scipy coo_array",
+        "sparsevec",
+        scipy.sparse.coo_array(np.array([0, 0, 3.25])),
+        "{3:3.25}/3",
+    ),
+    ("sparsevec from scipy dok_array", "sparsevec", scipy.sparse.dok_array((1, 7)), "{}/7"),
     ("bit from Bit", "bit(4)", Bit("1011"), "1011"),
     ("bit from str", "bit(9)", "101100111", "101100111"),
     ("bit from bools", "bit(3)", [True, False, True], "101"),
@@ -186,7 +205,7 @@ async def test_server_distances_on_our_values(conn: asyncpg.Connection[Any]) -> 
     assert await conn.fetchval("SELECT $1::bit(3) <~> $2::bit(3)", "101", "100") == 1.0
 
 
-# -- numpy rows out ---------------------------------------------------------------------------------
+# -- numpy rows out --------------------------------------------------------------------------------
 
 
 async def test_numpy_option(np_conn: asyncpg.Connection[Any]) -> None:
@@ -222,7 +241,7 @@ async def test_codec_functions_are_what_asyncpg_calls(conn: asyncpg.Connection[A
     assert await conn.fetchval("SELECT bit_send(B'101100111')") == Bit("101100111").to_binary()
 
 
-# -- registration -----------------------------------------------------------------------------------
+# -- registration ----------------------------------------------------------------------------------
 
 
 async def test_pre_encoded_rows_pass_through(conn: asyncpg.Connection[Any]) -> None:
@@ -343,10 +362,75 @@ async def test_old_pgvector_without_halfvec_and_sparsevec(pg_dsn: str, scratch_d
             "ALTER TYPE halfvec RENAME TO hidden_halfvec; "
             "ALTER TYPE sparsevec RENAME TO hidden_sparsevec"
         )
-        await register_vector(connection)
+        await register_vector(connection, bit=True)
         assert await connection.fetchval("SELECT '[1,2]'::vector") == Vector([1, 2])
         assert await connection.fetchval("SELECT B'101'::bit(3)") == Bit("101")
         assert await connection.fetchval("SELECT $1::vector::text", [3, 4]) == "[3,4]"
+    finally:
+        await connection.close()
+
+
+# -- bit and varbit are the user's: asyncpg's codec stays unless bit=True --------------------------
+
+
+async def _varbit_round_trip(connection: asyncpg.Connection[Any], table: str) -> list[Any]:
+    """Everything a user's unrelated bit/varbit table sees: parameters asyncpg's codec takes
+    (BitString, bytes as packed bits), values out, text, arrays, NULLs, and its refusals."""
+    await connection.execute(
+        f"CREATE TEMP TABLE {table} (id int PRIMARY KEY, flags varbit, fixed bit(4), many varbit[])"
+    )
+    rows: list[tuple[Any, ...]] = [
+        (1, bitstring("10110"), bitstring("1001"), None),
+        (2, b"\xa5", asyncpg.BitString.frombytes(b"\xf0", 4), [bitstring("1"), None]),
+        (3, bitstring(""), None, [bitstring("01"), bitstring("110")]),
+    ]
+    await connection.executemany(f"INSERT INTO {table} VALUES ($1, $2, $3, $4)", rows)
+    await connection.copy_records_to_table(
+        table, records=[(4, bitstring("0" * 9 + "1"), None, None)]
+    )
+    seen: list[Any] = [
+        tuple(r) for r in await connection.fetch(f"SELECT * FROM {table} ORDER BY id")
+    ]
+    seen.append(await connection.fetch(f"SELECT flags::text, many::text FROM {table} ORDER BY id"))
+    found = await connection.fetchval(f"SELECT flags FROM {table} WHERE id = 1")
+    seen.append((type(found), found.as_string(), found.to_int(), len(found)))
+    for bad in ("101", Bit("101"), [True, False]):
+        try:
+            await connection.fetchval("SELECT $1::varbit", bad)
+        except Exception as exc:  # the very exception plain asyncpg raises, compared below
+            seen.append((type(exc), str(exc)))
+        else:
+            seen.append(("accepted", bad))
+    return seen
+
+
+async def test_register_vector_leaves_a_users_varbit_table_alone(pg_dsn: str) -> None:
+    plain = await asyncpg.connect(pg_dsn)
+    registered = await asyncpg.connect(pg_dsn)
+    registered_numpy = await asyncpg.connect(pg_dsn)
+    try:
+        await register_vector(registered)
+        await register_vector(registered_numpy, numpy=True)
+        expected = await _varbit_round_trip(plain, "user_flags")
+        assert expected[0][1] == bitstring("10110")  # (the comparison is not vacuous)
+        assert await _varbit_round_trip(registered, "user_flags") == expected
+        assert await _varbit_round_trip(registered_numpy, "user_flags") == expected
+        # ... while the vector types are pgvs' on the registered connection.
+        assert await registered.fetchval("SELECT '[1,2]'::vector") == Vector([1, 2])
+    finally:
+        for connection in (plain, registered, registered_numpy):
+            await connection.close()
+
+
+async def test_bit_true_installs_pgvs_bit_and_takes_bitstring_too(pg_dsn: str) -> None:
+    connection = await asyncpg.connect(pg_dsn)
+    try:
+        await register_vector(connection, bit=True)
+        assert await connection.fetchval("SELECT B'10110'::varbit") == Bit("10110")
+        for value in (bitstring("10110"), Bit("10110"), "10110", [1, 0, 1, 1, 0]):
+            assert await connection.fetchval("SELECT $1::varbit::text", value) == "10110"
+        padded = asyncpg.BitString.frombytes(b"\xff", 3)  # bits past the length are not sent
+        assert await connection.fetchval("SELECT $1::varbit::text", padded) == "111"
     finally:
         await connection.close()
 
@@ -358,7 +442,7 @@ async def test_register_does_not_hide_other_errors(pg_dsn: str) -> None:
         await register_vector(connection)
 
 
-# -- bad values: the client refuses them, and so does the server when they get around us ------------
+# -- bad values: the client refuses them, and so does the server when they get around us -----------
 
 
 async def test_client_validation_stops_bad_values_before_the_server(

@@ -76,6 +76,17 @@ SCRIPT = textwrap.dedent(
         pass
     else:
         raise SystemExit("FAIL: to_numpy() worked without numpy")
+    # scipy is optional too (and cannot load without numpy): the package root imports, and
+    # only to_coo() needs it.
+    import pgvs
+
+    assert pgvs.SparseVector is SparseVector
+    try:
+        sparse.to_coo()
+    except ImportError as exc:
+        assert "needs scipy" in str(exc), exc
+    else:
+        raise SystemExit("FAIL: to_coo() worked without scipy")
 
 
     async def through_the_server(dsn):
@@ -83,8 +94,10 @@ SCRIPT = textwrap.dedent(
 
         conn = await asyncpg.connect(dsn)
         try:
-            await pgvs.codecs.register_vector(conn)
+            await pgvs.codecs.register_vector(conn, bit=True)
             assert await conn.fetchval("SELECT $1::vector::text", vector) == vector.to_text()
+            pair = await conn.fetchval("SELECT $1::vector[]", [vector, Vector([1, 2])])
+            assert pair == [vector, Vector([1, 2])]
             assert await conn.fetchval("SELECT $1::vector::text", [1, 2]) == "[1,2]"
             assert await conn.fetchval("SELECT '[1,2.5,-3e-05]'::vector") == vector
             assert await conn.fetchval("SELECT $1::halfvec::text", half) == half.to_text()
@@ -108,7 +121,7 @@ SCRIPT = textwrap.dedent(
     loaded = sorted(
         name
         for name, module in sys.modules.items()
-        if module is not None and (name == "numpy" or name.startswith("numpy."))
+        if module is not None and name.split(".")[0] in ("numpy", "scipy")
     )
     assert not loaded, loaded
     print("NUMPY-FREE OK")

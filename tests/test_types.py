@@ -762,3 +762,88 @@ def test_sparse_encoder_refuses_a_bare_mapping() -> None:
 def test_vector_encoder_validates(bad: object) -> None:
     with pytest.raises(ValidationError):
         encode_vector(bad)
+
+
+# -- scipy.sparse input and output -----------------------------------------------------------------
+
+SCIPY_FORMATS = ["coo", "csr", "csc", "bsr", "dia", "dok", "lil"]
+# scipy builds 1-D sparse arrays only in these formats (the others refuse 1-D input themselves).
+SCIPY_1D_FORMATS = ["coo", "csr", "dok"]
+
+
+@pytest.mark.parametrize("flavour", ["array", "matrix"])
+@pytest.mark.parametrize("fmt", SCIPY_FORMATS)
+def test_sparse_from_every_scipy_format(fmt: str, flavour: str) -> None:
+    import scipy.sparse
+
+    row = np.array([[0.0, 1.5, 0.0, -2.0, 0.0]])
+    value = getattr(scipy.sparse, f"{fmt}_{flavour}")(row)
+    expected = SparseVector({1: 1.5, 3: -2.0}, dim=5)
+    assert SparseVector(value) == expected
+    assert SparseVector(value, dim=5) == expected
+    assert encode_sparsevec(value) == expected.to_binary()
+    with pytest.raises(ValidationError, match="dim=4 does not match the scipy input's 5 columns"):
+        SparseVector(value, dim=4)
+    # Two rows, or a column, are not one sparsevec.
+    with pytest.raises(ValidationError, match=r"single row, shape \(1, n\) or \(n,\); got shape"):
+        SparseVector(getattr(scipy.sparse, f"{fmt}_{flavour}")(np.vstack([row, row])))
+    with pytest.raises(ValidationError, match=r"got shape \(5, 1\)"):
+        SparseVector(getattr(scipy.sparse, f"{fmt}_{flavour}")(row.T))
+
+
+@pytest.mark.parametrize("fmt", SCIPY_1D_FORMATS)
+def test_sparse_from_1d_scipy_arrays(fmt: str) -> None:
+    import scipy.sparse
+
+    value = getattr(scipy.sparse, f"{fmt}_array")(np.array([0.0, 0.0, 3.5]))
+    assert value.ndim == 1
+    assert SparseVector(value) == SparseVector({2: 3.5}, dim=3)
+
+
+def test_sparse_from_scipy_edge_cases() -> None:
+    import scipy.sparse
+
+    # Entries stored twice are summed, as scipy itself reads them; explicit zeros are dropped.
+    data, rows, columns = np.array([1.0, 2.0, 0.0]), np.zeros(3, np.int32), np.array([3, 3, 1])
+    twice = scipy.sparse.coo_matrix((data, (rows, columns)), shape=(1, 5))
+    assert SparseVector(twice) == SparseVector({3: 3.0}, dim=5)
+    assert twice.nnz == 3  # (the input is left as it was)
+    assert SparseVector(scipy.sparse.csr_array((1, 10**9))) == SparseVector({}, dim=10**9)
+    ints = scipy.sparse.csr_matrix(np.array([[0, 7, 0]], dtype=np.int64))
+    assert SparseVector(ints) == SparseVector({1: 7.0}, dim=3)
+    bad: list[tuple[Any, str]] = [
+        (scipy.sparse.csr_array(np.array([[0, np.nan, 0]])), "value at index 1 is NaN"),
+        (scipy.sparse.csr_array(np.array([[np.inf]])), "value at index 0 is inf"),
+        (scipy.sparse.csr_array(np.array([[1e39]])), "index 0 .* out of range"),
+        (scipy.sparse.csr_array(np.array([[True, False]])), "bool scipy sparse csr_array"),
+        (scipy.sparse.csr_array(np.array([[1j]])), "real numbers, got a scipy sparse csr_array"),
+        (scipy.sparse.csr_array((1, 0)), "at least 1 dimension"),
+        (scipy.sparse.csr_array((1, 10**9 + 1)), "more than 1000000000 dimensions"),
+        (scipy.sparse.random(1, 20000, density=1.0, format="csr"), "more than 16000 non-zero"),
+    ]
+    for value, message in bad:
+        with pytest.raises(ValidationError, match=message):
+            SparseVector(value)
+    with pytest.raises(ValidationError, match="shape"):
+        encode_sparsevec(scipy.sparse.dok_matrix((2, 2)))  # a dict, but not a plain mapping
+
+
+def test_sparse_to_coo() -> None:
+    import scipy.sparse
+
+    value = SparseVector({1: 1.5, 999: -2.0}, dim=1000)
+    coo = value.to_coo()
+    assert isinstance(coo, scipy.sparse.coo_array)
+    assert coo.shape == (1, 1000)
+    assert coo.dtype == np.float32
+    assert coo.toarray()[0].tolist() == value.to_list()
+    assert SparseVector(coo) == value
+    assert SparseVector({}, dim=3).to_coo().nnz == 0
+
+
+def test_sparse_from_float_base64() -> None:
+    data = base64.b64encode(np.array([0, 1.5, 0, -2], "<f4").tobytes())
+    assert SparseVector.from_float_base64(data) == SparseVector({1: 1.5, 3: -2.0}, dim=4)
+    assert SparseVector.from_float_base64(data.decode(), dim=4).nnz == 2
+    with pytest.raises(ValidationError, match="invalid base64"):
+        SparseVector.from_float_base64("not base64!")

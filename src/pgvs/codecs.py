@@ -1,4 +1,4 @@
-"""Binary asyncpg codecs for pgvector's types (and PostgreSQL's ``bit`` / ``varbit``).
+"""Binary asyncpg codecs for pgvector's types (and, on request, PostgreSQL's ``bit`` / ``varbit``).
 
 ::
 
@@ -20,8 +20,11 @@ What each type accepts as a parameter, and what it returns:
   returns :class:`~pgvs.SparseVector` either way. A bare ``dict`` is refused, since it does not
   say how many dimensions there are: pass ``SparseVector(mapping, dim=...)``. A dense array of a
   10⁹-dimension value is not something to build by accident; ``.to_numpy()`` does it on request.
-- ``bit`` / ``varbit``: a Bit, a ``"0101"`` string, bools, or a numpy bool array; returns
-  :class:`~pgvs.Bit` either way (``.to_numpy()`` gives bools).
+- ``bit`` / ``varbit`` are PostgreSQL's own types, so by default :func:`register_vector` leaves
+  them to asyncpg (``asyncpg.BitString`` in and out, for every table of the connection, exactly
+  as without pgvs). With ``bit=True`` it installs pgvs' codec instead: a Bit, an
+  ``asyncpg.BitString``, a ``"0101"`` string, bools, or a numpy bool array in; :class:`~pgvs.Bit`
+  out (``.to_numpy()`` gives bools).
 
 Every encoder also takes ``bytes`` already in the type's wire layout, checked as the type's
 ``from_binary`` does, so batch writers may pre-encode rows.
@@ -36,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -53,7 +56,7 @@ from .types import (
     encode_vector,
 )
 
-__all__ = ["codec_functions", "register_vector", "vector_extension_schema"]
+__all__ = ["codec_functions", "install_codecs", "register_vector", "vector_extension_schema"]
 
 logger = logging.getLogger("pgvs.codecs")
 
@@ -78,7 +81,8 @@ _OPTIONAL_TYPES = ("halfvec", "sparsevec")
 
 
 def codec_functions(*, numpy: bool = False) -> dict[str, tuple[Encoder, Decoder]]:
-    """The ``(encoder, decoder)`` pair :func:`register_vector` installs for each type name.
+    """The ``(encoder, decoder)`` pair :func:`register_vector` installs for each type name
+    (``bit`` and ``varbit`` only with ``bit=True``).
 
     These are exactly the callables asyncpg invokes per value (encoders return the binary wire
     bytes, decoders receive them); benchmarks and batch writers can call them directly.
@@ -110,9 +114,14 @@ async def vector_extension_schema(conn: asyncpg.Connection[Any]) -> str | None:
 
 
 async def register_vector(
-    conn: asyncpg.Connection[Any], *, schema: str | None = None, numpy: bool = False
+    conn: asyncpg.Connection[Any],
+    *,
+    schema: str | None = None,
+    numpy: bool = False,
+    bit: bool = False,
 ) -> None:
-    """Install binary codecs for ``vector``, ``halfvec``, ``sparsevec``, ``bit`` and ``varbit``.
+    """Install binary codecs for ``vector``, ``halfvec`` and ``sparsevec`` (and on request for
+    ``bit`` and ``varbit``).
 
     Usable directly as ``asyncpg.create_pool(init=register_vector)``, or with options through
     ``functools.partial(register_vector, numpy=True)``.
@@ -121,10 +130,28 @@ async def register_vector(
     ``numpy=True`` makes ``vector`` and ``halfvec`` columns come back as writable native float32
     numpy arrays instead of :class:`~pgvs.Vector` / :class:`~pgvs.HalfVector`.
 
+    ``bit`` and ``varbit`` are PostgreSQL's own types, used by tables that have nothing to do
+    with vectors, so they keep asyncpg's codec (``asyncpg.BitString`` in and out) unless
+    ``bit=True``: then every ``bit``/``varbit`` value of the connection comes back as
+    :class:`~pgvs.Bit`, and parameters may be a Bit, a ``BitString``, a ``"0101"`` string, bools
+    or a bool array.
+
     Raises :class:`~pgvs.errors.ExtensionMissingError` if pgvector is not installed in the
     database (or not in the given ``schema``). A pgvector too old to have ``halfvec`` or
     ``sparsevec`` still gets the other codecs.
     """
+    await install_codecs(conn, codec_functions(numpy=numpy), schema=schema, bit=bit)
+
+
+async def install_codecs(
+    conn: asyncpg.Connection[Any],
+    functions: Mapping[str, tuple[Encoder, Decoder]],
+    *,
+    schema: str | None,
+    bit: bool,
+) -> None:
+    """:func:`register_vector` with the given ``(encoder, decoder)`` pairs, keyed by type name
+    as :func:`codec_functions` returns them (``pgvs.compat`` installs its own decoders)."""
     if schema is None:
         schema = await vector_extension_schema(conn)
         if schema is None:
@@ -132,7 +159,6 @@ async def register_vector(
                 "the pgvector extension (`vector`) is not installed in this database",
                 hint=_EXTENSION_HINT,
             )
-    functions = codec_functions(numpy=numpy)
     for name in ("vector", *_OPTIONAL_TYPES):
         encoder, decoder = functions[name]
         try:
@@ -150,6 +176,8 @@ async def register_vector(
                     hint=_EXTENSION_HINT,
                 ) from exc
             logger.debug("pgvector in schema %s has no %s type; not registering it", schema, name)
+    if not bit:
+        return
     # bit and varbit are PostgreSQL's own types; asyncpg lets a custom codec replace its builtin.
     for name in ("bit", "varbit"):
         encoder, decoder = functions[name]

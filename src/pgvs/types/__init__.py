@@ -14,7 +14,12 @@ the offending position, e.g. ``vector element 17 is NaN``. Bools are refused as 
 float types (a bool in an embedding is a bug; bit strings are :class:`Bit`).
 
 This package never imports numpy by itself: numpy is imported when a numpy array is passed in or
-``to_numpy()`` is called.
+``to_numpy()`` is called. Likewise scipy, which is optional: ``SparseVector`` takes a one-row
+``scipy.sparse`` array or matrix when scipy is in use, and ``to_coo()`` needs it installed.
+
+The values have ``len()``, indexing and iteration, but through ``__getitem__`` rather than
+``__iter__``, so that a list of them is a one-dimensional ``vector[]`` (etc.) parameter for
+asyncpg instead of a list of sub-arrays (see ``_common``).
 
 The ``encode_*`` / ``decode_*`` functions are the codec functions :func:`pgvs.register_vector`
 installs in asyncpg; they are public so that code which builds wire bytes itself uses the very

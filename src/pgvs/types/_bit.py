@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import operator
 import struct
+import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, TypeVar, overload
 
 from ._common import (
     BIT_MAX_LENGTH,
@@ -17,6 +18,7 @@ from ._common import (
     fail,
     is_bool,
     numpy_if_array,
+    position_in,
     short_repr,
     strip_pg,
 )
@@ -24,11 +26,13 @@ from ._common import (
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+    from asyncpg import BitString
 
-BitInput: TypeAlias = "str | Sequence[bool] | Sequence[int] | npt.NDArray[Any] | Bit"
+BitInput: TypeAlias = "str | Sequence[bool] | Sequence[int] | npt.NDArray[Any] | BitString | Bit"
 
 __all__ = ["Bit", "decode_bit", "encode_bit"]
 
+_B = TypeVar("_B", bound="Bit")
 _LENGTH = struct.Struct(">i")
 _BIT_CHARS = frozenset("01")
 
@@ -75,9 +79,9 @@ class Bit:
     """A bit string, for pgvector's ``bit(n)`` columns (Hamming / Jaccard distance).
 
     Build one from a string of ``0``/``1``, a sequence of bools (or 0/1 ints), a 1-D numpy bool
-    array (or integer array of 0s and 1s), :meth:`from_bytes` (packed bytes + bit length),
-    :meth:`from_binary` or :meth:`from_text`. Immutable, compared by value, hashable. The empty
-    bit string is valid (``''::varbit``).
+    array (or integer array of 0s and 1s), an ``asyncpg.BitString``, :meth:`from_bytes` (packed
+    bytes + bit length), :meth:`from_binary` or :meth:`from_text`. Immutable, compared by value,
+    hashable. The empty bit string is valid (``''::varbit``).
     """
 
     __slots__ = ("_wire",)
@@ -88,13 +92,15 @@ class Bit:
         self._wire = _bit_wire(value)
 
     @classmethod
-    def _from_wire(cls, wire: bytes) -> Bit:
+    def _from_wire(cls: type[_B], wire: bytes) -> _B:
         obj = object.__new__(cls)
         obj._wire = wire
         return obj
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview, length: int | None = None) -> Bit:
+    def from_bytes(
+        cls: type[_B], data: bytes | bytearray | memoryview, length: int | None = None
+    ) -> _B:
         """From packed bytes (most significant bit first) and the number of bits used
         (default: all of them). Bits past ``length`` in the last byte are cleared."""
         packed = bytes(data)
@@ -106,7 +112,7 @@ class Bit:
         return cls._from_wire(_LENGTH.pack(length) + _clear_padding(packed, length))
 
     @classmethod
-    def from_binary(cls, data: bytes | bytearray | memoryview) -> Bit:
+    def from_binary(cls: type[_B], data: bytes | bytearray | memoryview) -> _B:
         """Parse the ``bit``/``varbit`` binary layout (padding bits are cleared, as the server
         does)."""
         wire = bytes(data)
@@ -121,7 +127,7 @@ class Bit:
         return cls._from_wire(wire[:4] + _clear_padding(wire[4:], length))
 
     @classmethod
-    def from_text(cls, text: str) -> Bit:
+    def from_text(cls: type[_B], text: str) -> _B:
         """Parse PostgreSQL's text output of a bit string: ``0``s and ``1``s."""
         return cls._from_wire(_wire_from_digits(_digits_from_text(strip_pg(text))))
 
@@ -144,14 +150,29 @@ class Bit:
         """One bool per bit."""
         return [char == "1" for char in self.to_text()]
 
-    def __iter__(self) -> Iterator[bool]:
-        return iter(self.to_list())
+    # No __iter__ at run time: see the sequence protocol note in _common. Type checkers are told
+    # about the iteration that __getitem__ provides.
+    if TYPE_CHECKING:
+
+        def __iter__(self) -> Iterator[bool]: ...
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> bool: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bool]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> bool | list[bool]:
+        if isinstance(index, slice):
+            return self.to_list()[index]
+        position = position_in(index, self.length, "bit")
+        return bool(self._wire[4 + position // 8] >> (7 - position % 8) & 1)
 
     def to_numpy(self) -> npt.NDArray[np.bool_]:
         """One numpy bool per bit."""
-        from . import _numpy
+        from ._ndarray import bits_to_numpy
 
-        return _numpy.bits_to_numpy(self.length, self._wire[4:])
+        return bits_to_numpy(self.length, self._wire[4:])
 
     def to_binary(self) -> bytes:
         """The ``bit``/``varbit`` binary send/recv layout."""
@@ -181,6 +202,13 @@ class Bit:
         return f"Bit('{text[:16]}...{text[-8:]}', length={length})"
 
 
+def _bitstring_type() -> type[Any] | None:
+    """asyncpg's ``BitString`` class if asyncpg is loaded (this package never imports it)."""
+    types = sys.modules.get("asyncpg.pgproto.types")
+    cls: type[Any] | None = getattr(types, "BitString", None)
+    return cls
+
+
 def _clear_padding(packed: bytes, length: int) -> bytes:
     spare = 8 * len(packed) - length
     if not spare or not packed:
@@ -193,10 +221,13 @@ def _bit_wire(value: Any) -> bytes:
         return value._wire
     if isinstance(value, str):
         return _wire_from_digits(_digits_from_text(value))
+    bitstring = _bitstring_type()
+    if bitstring is not None and isinstance(value, bitstring):
+        return Bit.from_bytes(value.bytes, len(value))._wire
     if numpy_if_array(value) is not None:
-        from . import _numpy
+        from ._ndarray import bits_from_array
 
-        length, packed = _numpy.bits_from_array(value)
+        length, packed = bits_from_array(value)
         _check_length(length)
         return _LENGTH.pack(length) + packed
     if isinstance(value, bytes | bytearray | memoryview):
@@ -206,7 +237,8 @@ def _bit_wire(value: Any) -> bytes:
 
 
 def encode_bit(value: Any) -> bytes:
-    """The ``bit``/``varbit`` wire bytes of a Bit, a 0/1 string, bools or a bool array.
+    """The ``bit``/``varbit`` wire bytes of a Bit, an ``asyncpg.BitString``, a 0/1 string, bools
+    or a bool array.
 
     Bytes are taken as wire bytes already, and checked as :meth:`Bit.from_binary` does.
     """

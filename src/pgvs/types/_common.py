@@ -6,16 +6,20 @@ Nothing here imports numpy. Whether a value is a numpy array is decided by looki
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import operator
 import re
 import struct
 import sys
+from array import array
 from collections.abc import Iterable, Mapping, Sequence, Set
 from fractions import Fraction
 from functools import lru_cache
 from numbers import Real
 from types import ModuleType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, SupportsIndex
 
 from ..errors import ValidationError
 
@@ -47,6 +51,15 @@ def numpy_if_array(value: object) -> ModuleType | None:
     np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.ndarray):
         return np
+    return None
+
+
+def scipy_sparse_if(value: object) -> ModuleType | None:
+    """``scipy.sparse`` when ``value`` is one of its arrays or matrices, else None (never imports
+    scipy, as :func:`numpy_if_array` never imports numpy)."""
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is not None and sparse.issparse(value):
+        return sparse
     return None
 
 
@@ -194,6 +207,24 @@ def strip_pg(text: str) -> str:
     return text.strip(_WHITESPACE)
 
 
+def floats_from_base64(data: str | bytes, kind: str) -> array[float]:
+    """float32 values from base64 of their little-endian bytes (as embedding APIs such as
+    OpenAI's ``encoding_format="base64"`` send them, i.e. a ``'<f4'`` array's bytes)."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        fail(f"{kind}: invalid base64 data ({exc})")
+    if len(raw) % 4:
+        fail(
+            f"{kind}: base64 data decodes to {len(raw)} bytes, not a whole number of float32 values"
+        )
+    values = array("f")
+    values.frombytes(raw)
+    if not LITTLE_ENDIAN:
+        values.byteswap()
+    return values
+
+
 # -- dense input -----------------------------------------------------------------------------------
 
 
@@ -210,6 +241,33 @@ def short_repr(value: object, limit: int = 40) -> str:
     except ValueError:  # ints past sys.get_int_max_str_digits()
         return f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- the sequence protocol of the value types ---------------------------------------------------
+#
+# Vector, HalfVector, SparseVector and Bit have __len__ and __getitem__ but deliberately no
+# __iter__. asyncpg encodes an array parameter by walking into every element that is Sized and
+# an instance of collections.abc.Iterable (asyncpg/protocol/codecs/array.pyx,
+# _is_sub_array_iterable), and Iterable recognises a class by __iter__ alone. Without it, a list
+# of values is a one-dimensional vector[] / sparsevec[] / bit[] parameter, while iter(), list()
+# and for-loops still work through __getitem__ (Python's sequence iteration protocol).
+
+
+def position_in(index: SupportsIndex, length: int, kind: str) -> int:
+    """``index`` (negative counts from the end) as a position in ``0..length-1``, or an
+    IndexError, as a list would raise it."""
+    position = operator.index(index)
+    if position < 0:
+        position += length
+    if not 0 <= position < length:
+        raise IndexError(f"{kind} index {index} is out of range for length {length}")
+    return position
+
+
+def is_element_sequence(value: object) -> bool:
+    """Iterable, or iterable through the sequence protocol like the value types."""
+    cls = type(value)
+    return isinstance(value, Iterable) or (hasattr(cls, "__getitem__") and hasattr(cls, "__len__"))
 
 
 def describe(value: object) -> str:
@@ -231,9 +289,18 @@ def as_element_list(values: object, kind: str) -> list[Any] | tuple[Any, ...]:
         fail(f"{kind} values must be a sequence of numbers, not {type(values).__name__}{hint}")
     if isinstance(values, Mapping | Set):
         fail(f"{kind} values must be an ordered sequence of numbers, not {type(values).__name__}")
-    if isinstance(values, Iterable):
-        return list(values)
-    fail(f"{kind} values must be a sequence of numbers, not {describe(values)}")
+    if is_element_sequence(values):
+        items: list[Any] = list(values)  # type: ignore[call-overload]
+        return items
+    hint = ""
+    if isinstance(values, Real):
+        # What asyncpg hands the encoder of vector[] (etc.) for [[1, 2], [3, 4]] or a list of
+        # numpy rows: it takes list and array elements for sub-arrays and passes their numbers.
+        hint = (
+            f"; in an array parameter ({kind}[]), wrap each element as {_class_name(kind)}(...): "
+            "asyncpg reads a list or numpy array inside an array as a sub-array"
+        )
+    fail(f"{kind} values must be a sequence of numbers, not {describe(values)}{hint}")
 
 
 def _class_name(kind: str) -> str:

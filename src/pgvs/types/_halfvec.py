@@ -7,7 +7,6 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-from . import _native
 from ._common import (
     HALF_MAX,
     HALFVEC_MAX_DIM,
@@ -19,6 +18,7 @@ from ._common import (
     pack_f32_elements,
     short_repr,
 )
+from ._native import dense_halfvec_wire
 from ._vector import _NATIVE_INPUTS, DenseVector
 
 __all__ = ["HalfVector", "decode_halfvec", "encode_halfvec"]
@@ -42,6 +42,7 @@ class HalfVector(DenseVector):
     _max_dim = HALFVEC_MAX_DIM
     _itemsize = 2
     _code = "e"
+    _element = _HALF
 
     @classmethod
     def _wire_from(cls, values: Any) -> bytes:
@@ -49,25 +50,25 @@ class HalfVector(DenseVector):
             wire = _dense_halfvec_wire(values)
             if wire is not None:
                 return wire
-        if numpy_if_array(values) is not None:
-            from . import _numpy
-
-            _use_numpy(_numpy)
-            return _numpy.halfvec_wire(values)  # the C path for exact arrays, then Python
+        np = numpy_if_array(values)
+        if np is not None:
+            _use_numpy(np)
+            return _array_wire(values)
         return cls._wire_from_python(values)
 
     @classmethod
     def _wire_from_python(cls, values: Any) -> bytes:
         """:meth:`_wire_from` in pure Python: the reference the C fast path must agree with."""
         if isinstance(values, DenseVector):
-            if type(values) is HalfVector:
+            if isinstance(values, HalfVector):  # subclasses (pgvs.compat) too
                 return values._wire
             values = values.to_list()
-        if numpy_if_array(values) is not None:
-            from . import _numpy
+        np = numpy_if_array(values)
+        if np is not None:
+            from ._ndarray import halfvec_wire_python
 
-            _use_numpy(_numpy)
-            return _numpy.halfvec_wire_python(values)
+            _use_numpy(np)
+            return halfvec_wire_python(values)
         if isinstance(values, array):
             values = values.tolist()
         elements = as_element_list(values, "halfvec")
@@ -94,7 +95,18 @@ class HalfVector(DenseVector):
         return list(be_struct(f"{self.dim}e").unpack_from(self._wire, 4))
 
 
-_dense_halfvec_wire = _native.dense_halfvec_wire
+_dense_halfvec_wire = dense_halfvec_wire
+
+
+def _array_wire(arr: Any) -> bytes:
+    """``halfvec`` wire bytes of a numpy array: the compiled path for exact arrays, then Python."""
+    if _dense_halfvec_wire is not None and type(arr) is _ndarray:
+        wire = _dense_halfvec_wire(arr)
+        if wire is not None:
+            return wire
+    from ._ndarray import halfvec_wire_python
+
+    return halfvec_wire_python(arr)
 
 
 class _NoArrayType:
@@ -105,10 +117,11 @@ _ndarray: type = _NoArrayType
 _np_halfvec_wire: Callable[[Any], bytes] = HalfVector._wire_from
 
 
-def _use_numpy(module: Any) -> None:
+def _use_numpy(np: Any) -> None:
+    """Called with numpy's module once an array has been seen (so numpy is imported)."""
     global _ndarray, _np_halfvec_wire
-    _ndarray = module.np.ndarray
-    _np_halfvec_wire = module.halfvec_wire
+    _ndarray = np.ndarray
+    _np_halfvec_wire = _array_wire
 
 
 def encode_halfvec(value: Any) -> bytes:

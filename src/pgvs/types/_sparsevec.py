@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import struct
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, TypeVar, overload
 
 from ._common import (
     SPARSEVEC_MAX_DIM,
@@ -23,11 +24,14 @@ from ._common import (
     element_as_float,
     fail,
     first_bad_element,
+    floats_from_base64,
     format_f32,
     is_bool,
     numpy_if_array,
     pack_f32_elements,
     parse_f32,
+    position_in,
+    scipy_sparse_if,
     short_repr,
     strip_pg,
 )
@@ -36,14 +40,19 @@ from ._vector import DenseVector
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+    from scipy.sparse import sparray, spmatrix
 
 SparseInput: TypeAlias = (
     "Mapping[int, float] | Sequence[float] | npt.NDArray[Any] | DenseVector | SparseVector"
+    " | sparray | spmatrix"
 )
 
 __all__ = ["SparseVector", "decode_sparsevec", "encode_sparsevec"]
 
 _KIND = "sparsevec"
+_S = TypeVar("_S", bound="SparseVector")
+_INT = struct.Struct(">i")
+_FLOAT = struct.Struct(">f")
 
 
 def _as_index(value: object, what: str) -> int:
@@ -96,9 +105,11 @@ class SparseVector:
 
     ``SparseVector({0: 1.5, 2: 2.0}, dim=5)`` takes 0-based indices in any order (they are
     sorted); ``SparseVector([1.5, 0, 2.0, 0, 0])`` or a 1-D numpy array keeps the non-zero
-    elements of a dense input. Zero values are dropped, as pgvector does; out-of-range or
-    repeated indices, NaN, infinities and non-numbers raise
-    :class:`pgvs.errors.ValidationError` naming the index. Immutable, compared by value.
+    elements of a dense input; a ``scipy.sparse`` array or matrix of any format with one row
+    (shape ``(1, dim)``, or ``(dim,)`` for 1-D sparse arrays) is taken as is, summing entries
+    stored twice as scipy does. ``to_coo()`` gives a 1 x dim ``coo_array`` back. Zero values are
+    dropped, as pgvector does; out-of-range or repeated indices, NaN, infinities and non-numbers
+    raise :class:`pgvs.errors.ValidationError` naming the index. Immutable, compared by value.
     """
 
     __slots__ = ("_wire",)
@@ -109,15 +120,15 @@ class SparseVector:
         self._wire = _sparse_wire(data, dim)
 
     @classmethod
-    def _from_wire(cls, wire: bytes) -> SparseVector:
+    def _from_wire(cls: type[_S], wire: bytes) -> _S:
         obj = object.__new__(cls)
         obj._wire = wire
         return obj
 
     @classmethod
     def from_indices(
-        cls, indices: Sequence[int], values: Sequence[float], dim: int
-    ) -> SparseVector:
+        cls: type[_S], indices: Sequence[int], values: Sequence[float], dim: int
+    ) -> _S:
         """From parallel sequences of 0-based indices and values (any order, no repeats)."""
         index_list = as_element_list(indices, _KIND)
         value_list = as_element_list(values, _KIND)
@@ -134,7 +145,7 @@ class SparseVector:
         return cls._from_wire(_from_pairs(pairs, size))
 
     @classmethod
-    def from_binary(cls, data: bytes | bytearray | memoryview) -> SparseVector:
+    def from_binary(cls: type[_S], data: bytes | bytearray | memoryview) -> _S:
         """Parse pgvector's binary layout, validating it as the server would."""
         wire = bytes(data)
         if len(wire) < 12:
@@ -164,7 +175,7 @@ class SparseVector:
         return cls._from_wire(wire)
 
     @classmethod
-    def from_text(cls, text: str) -> SparseVector:
+    def from_text(cls: type[_S], text: str) -> _S:
         """Parse pgvector's text form, e.g. ``{1:1.5,3:2}/5`` (indices counted from 1)."""
         body = strip_pg(text)
         close = body.find("}")
@@ -199,7 +210,28 @@ class SparseVector:
                 pairs.append((position - 1, value))
         return cls._from_wire(_from_pairs(pairs, dim))
 
+    @classmethod
+    def from_float_base64(cls: type[_S], data: str | bytes, dim: int | None = None) -> _S:
+        """The non-zero elements of base64 little-endian float32 values (a dense embedding as
+        embedding APIs return it with ``encoding_format="base64"``)."""
+        return cls(floats_from_base64(data, _KIND), dim)
+
     # -- access ------------------------------------------------------------------------------------
+    #
+    # Methods here read the wire bytes through the private helpers, never through the public
+    # properties, which pgvs.compat overrides with other libraries' call shapes (``indices()``).
+
+    def _count(self) -> int:
+        return (len(self._wire) - 12) // 8
+
+    def _index_tuple(self) -> tuple[int, ...]:
+        indices: tuple[int, ...] = be_struct(f"{self._count()}i").unpack_from(self._wire, 12)
+        return indices
+
+    def _value_tuple(self) -> tuple[float, ...]:
+        nnz = self._count()
+        values: tuple[float, ...] = be_struct(f"{nnz}f").unpack_from(self._wire, 12 + 4 * nnz)
+        return values
 
     @property
     def dim(self) -> int:
@@ -210,7 +242,7 @@ class SparseVector:
     @property
     def nnz(self) -> int:
         """Number of stored (non-zero) elements."""
-        return (len(self._wire) - 12) // 8
+        return self._count()
 
     def __len__(self) -> int:
         return self.dim
@@ -218,31 +250,35 @@ class SparseVector:
     @property
     def indices(self) -> list[int]:
         """0-based positions of the non-zero elements, ascending."""
-        nnz = self.nnz
-        return list(be_struct(f"{nnz}i").unpack_from(self._wire, 12))
+        return list(self._index_tuple())
 
     @property
     def values(self) -> list[float]:
         """The non-zero elements, in index order."""
-        nnz = self.nnz
-        return list(be_struct(f"{nnz}f").unpack_from(self._wire, 12 + 4 * nnz))
+        return list(self._value_tuple())
 
     def to_dict(self) -> dict[int, float]:
         """``{0-based index: value}`` of the non-zero elements."""
-        return dict(zip(self.indices, self.values, strict=True))
+        return dict(zip(self._index_tuple(), self._value_tuple(), strict=True))
 
     def to_list(self) -> list[float]:
         """The dense elements, zeros included (``dim`` floats: mind very large dims)."""
         dense = [0.0] * self.dim
-        for index, value in zip(self.indices, self.values, strict=True):
+        for index, value in zip(self._index_tuple(), self._value_tuple(), strict=True):
             dense[index] = value
         return dense
 
     def to_numpy(self) -> npt.NDArray[np.float32]:
         """The dense elements as a float32 numpy array of length ``dim``."""
-        from . import _numpy
+        from ._ndarray import sparse_to_numpy
 
-        return _numpy.sparse_to_numpy(self.dim, self.indices, self.values)
+        return sparse_to_numpy(self.dim, list(self._index_tuple()), list(self._value_tuple()))
+
+    def to_coo(self) -> Any:
+        """A 1 x ``dim`` ``scipy.sparse.coo_array`` of float32 (needs scipy installed)."""
+        from ._scipy import to_coo
+
+        return to_coo(self.dim, self._index_tuple(), self._value_tuple())
 
     def to_binary(self) -> bytes:
         """pgvector's binary send/recv layout."""
@@ -252,12 +288,41 @@ class SparseVector:
         """pgvector's text layout: ``{index:value,...}/dim`` with 1-based indices."""
         items = ",".join(
             f"{index + 1}:{format_f32(value)}"
-            for index, value in zip(self.indices, self.values, strict=True)
+            for index, value in zip(self._index_tuple(), self._value_tuple(), strict=True)
         )
         return f"{{{items}}}/{self.dim}"
 
-    def __iter__(self) -> Iterator[float]:
-        return iter(self.to_list())
+    # No __iter__ at run time: see the sequence protocol note in _common. Type checkers are told
+    # about the iteration that __getitem__ provides.
+    if TYPE_CHECKING:
+
+        def __iter__(self) -> Iterator[float]: ...
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> float | list[float]:
+        """The dense element at ``index`` (0.0 where nothing is stored)."""
+        if isinstance(index, slice):
+            return self.to_list()[index]
+        position = position_in(index, self.dim, _KIND)
+        # Binary search in the wire bytes: O(log nnz) per element, so iterating is O(dim log nnz).
+        wire = self._wire
+        nnz = self._count()
+        low, high = 0, nnz
+        while low < high:
+            middle = (low + high) // 2
+            if _INT.unpack_from(wire, 12 + 4 * middle)[0] < position:
+                low = middle + 1
+            else:
+                high = middle
+        if low < nnz and _INT.unpack_from(wire, 12 + 4 * low)[0] == position:
+            value: float = _FLOAT.unpack_from(wire, 12 + 4 * nnz + 4 * low)[0]
+            return value
+        return 0.0
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SparseVector):
@@ -269,7 +334,7 @@ class SparseVector:
         return hash(self._wire)
 
     def __repr__(self) -> str:
-        pairs = list(zip(self.indices, self.values, strict=True))
+        pairs = list(zip(self._index_tuple(), self._value_tuple(), strict=True))
         shown = [f"{index}: {format_f32(value)}" for index, value in pairs[:4]]
         if len(pairs) > 5:
             shown.append("...")
@@ -284,6 +349,13 @@ def _sparse_wire(data: Any, dim: int | None) -> bytes:
         if dim is not None and _checked_dim(dim) != data.dim:
             fail(f"sparsevec dim={dim} does not match the given SparseVector's {data.dim}")
         return data._wire
+    if scipy_sparse_if(data) is not None:  # before Mapping: dok_array / dok_matrix are dicts
+        from ._scipy import sparse_pairs
+
+        size, pairs = sparse_pairs(data)
+        if dim is not None and _checked_dim(dim) != size:
+            fail(f"sparsevec dim={dim} does not match the scipy input's {size} columns")
+        return _from_pairs(pairs, _checked_dim(size))
     if isinstance(data, Mapping):
         if dim is None:
             fail("sparsevec from a mapping needs dim=: SparseVector({index: value}, dim=...)")
@@ -291,9 +363,9 @@ def _sparse_wire(data: Any, dim: int | None) -> bytes:
         pairs = [(_as_index(key, "index"), value) for key, value in data.items()]
         return _from_pairs(pairs, size)
     if numpy_if_array(data) is not None:
-        from . import _numpy
+        from ._ndarray import sparse_from_dense
 
-        size, indices, values = _numpy.sparse_from_dense(data)
+        size, indices, values = sparse_from_dense(data)
     else:
         if isinstance(data, DenseVector):
             data = data.to_list()
@@ -319,7 +391,7 @@ def encode_sparsevec(value: Any) -> bytes:
         return value._wire
     if isinstance(value, bytes | bytearray | memoryview):
         return SparseVector.from_binary(value)._wire
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping) and scipy_sparse_if(value) is None:
         fail("a mapping is not a sparsevec by itself; pass SparseVector(mapping, dim=...)")
     return _sparse_wire(value, None)
 

@@ -7,16 +7,13 @@ hashing follow the stored numbers.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import struct
 import sys
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, SupportsIndex, TypeAlias, TypeVar, overload
 
-from . import _native
 from ._common import (
     LITTLE_ENDIAN,
     VECTOR_MAX_DIM,
@@ -25,13 +22,16 @@ from ._common import (
     check_dim,
     fail,
     first_bad_element,
+    floats_from_base64,
     format_f32,
     numpy_if_array,
     pack_f32_elements,
     parse_f32,
+    position_in,
     short_repr,
     strip_pg,
 )
+from ._native import dense_vector_wire
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,6 +56,7 @@ class DenseVector:
     _max_dim: ClassVar[int] = VECTOR_MAX_DIM
     _itemsize: ClassVar[int] = 4
     _code: ClassVar[str] = "f"
+    _element: ClassVar[struct.Struct] = struct.Struct(">f")
 
     def __init__(self, values: DenseInput) -> None:
         self._wire = self._wire_from(values)
@@ -121,12 +122,15 @@ class DenseVector:
         several times cheaper per row than building the values one by one; errors name the row.
         """
         if numpy_if_array(matrix) is not None:
-            from . import _numpy
+            from ._ndarray import matrix_wires
 
+            wires = matrix_wires(matrix, cls._kind)
+            if wires is None:  # an object array: its rows are Python objects
+                return cls.from_matrix(matrix.tolist())
             values: list[_D] = []
             append = values.append
             new = object.__new__
-            for wire in _numpy.matrix_wires(matrix, cls._kind):
+            for wire in wires:
                 value = new(cls)
                 value._wire = wire
                 append(value)
@@ -143,20 +147,7 @@ class DenseVector:
     def from_float_base64(cls: type[_D], data: str | bytes) -> _D:
         """Decode base64 of little-endian float32 values, as returned by embedding APIs such as
         OpenAI's ``encoding_format="base64"`` (the bytes of a ``'<f4'`` array)."""
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            fail(f"{cls._kind}: invalid base64 data ({exc})")
-        if len(raw) % 4:
-            fail(
-                f"{cls._kind}: base64 data decodes to {len(raw)} bytes, "
-                "not a whole number of float32 values"
-            )
-        values = array("f")
-        values.frombytes(raw)
-        if not LITTLE_ENDIAN:
-            values.byteswap()
-        return cls(values)
+        return cls(floats_from_base64(data, cls._kind))
 
     # -- access ------------------------------------------------------------------------------------
 
@@ -172,14 +163,30 @@ class DenseVector:
         """The elements as Python floats."""
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[float]:
-        return iter(self.to_list())
+    # No __iter__ at run time: see the sequence protocol note in _common. Type checkers are told
+    # about the iteration that __getitem__ provides.
+    if TYPE_CHECKING:
+
+        def __iter__(self) -> Iterator[float]: ...
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> float | list[float]:
+        if isinstance(index, slice):
+            return self.to_list()[index]
+        position = position_in(index, len(self), self._kind)
+        value: float = self._element.unpack_from(self._wire, 4 + self._itemsize * position)[0]
+        return value
 
     def to_numpy(self) -> npt.NDArray[np.float32]:
         """The elements as a new, writable native ``float32`` numpy array."""
-        from . import _numpy
+        from ._ndarray import dense_to_numpy
 
-        return _numpy.dense_to_numpy(self._wire, self._itemsize)
+        return dense_to_numpy(self._wire, self._itemsize)
 
     def to_binary(self) -> bytes:
         """pgvector's binary send/recv layout."""
@@ -215,9 +222,9 @@ class DenseVector:
 def _payload_is_finite(wire: bytes, code: str, dim: int) -> bool:
     """Whether every element of dense wire bytes is finite (with numpy's help if it is loaded)."""
     if sys.modules.get("numpy") is not None:
-        from . import _numpy
+        from ._ndarray import dense_wire_is_finite
 
-        return _numpy.dense_wire_is_finite(wire, code)
+        return dense_wire_is_finite(wire, code)
     return math.isfinite(sum(be_struct(f"{dim}{code}").unpack_from(wire, 4)))
 
 
@@ -245,25 +252,25 @@ class Vector(DenseVector):
             wire = _dense_vector_wire(values)
             if wire is not None:
                 return wire
-        if numpy_if_array(values) is not None:
-            from . import _numpy
-
-            _use_numpy(_numpy)
-            return _numpy.vector_wire(values)  # the C path for exact arrays, then Python
+        np = numpy_if_array(values)
+        if np is not None:
+            _use_numpy(np)
+            return _array_wire(values)
         return cls._wire_from_python(values)
 
     @classmethod
     def _wire_from_python(cls, values: Any) -> bytes:
         """:meth:`_wire_from` in pure Python: the reference the C fast path must agree with."""
         if isinstance(values, DenseVector):
-            if type(values) is Vector:
+            if isinstance(values, Vector):  # subclasses (pgvs.compat) hold valid wire bytes too
                 return values._wire
             values = values.to_list()
-        if numpy_if_array(values) is not None:
-            from . import _numpy
+        np = numpy_if_array(values)
+        if np is not None:
+            from ._ndarray import vector_wire_python
 
-            _use_numpy(_numpy)
-            return _numpy.vector_wire_python(values)
+            _use_numpy(np)
+            return vector_wire_python(values)
         if isinstance(values, array) and values.typecode == "f":
             dim = len(values)
             check_dim(dim, "vector", VECTOR_MAX_DIM)
@@ -288,10 +295,21 @@ class Vector(DenseVector):
         return values.tolist()
 
 
-# The exact types the compiled encoder is given (numpy arrays reach it through _numpy): lists
+# The exact types the compiled encoder is given besides exact numpy arrays (_array_wire): lists
 # and tuples of floats/ints and array.array. Subclasses and anything else take the Python path.
 _NATIVE_INPUTS = frozenset({list, tuple, array})
-_dense_vector_wire = _native.dense_vector_wire
+_dense_vector_wire = dense_vector_wire
+
+
+def _array_wire(arr: Any) -> bytes:
+    """``vector`` wire bytes of a numpy array: the compiled path for exact arrays, then Python."""
+    if _dense_vector_wire is not None and type(arr) is _ndarray:
+        wire = _dense_vector_wire(arr)
+        if wire is not None:
+            return wire
+    from ._ndarray import vector_wire_python
+
+    return vector_wire_python(arr)
 
 
 # -- codec functions ---------------------------------------------------------------------------------
@@ -305,10 +323,11 @@ _ndarray: type = _NoArrayType
 _np_vector_wire: Callable[[Any], bytes] = Vector._wire_from
 
 
-def _use_numpy(module: Any) -> None:
+def _use_numpy(np: Any) -> None:
+    """Called with numpy's module once an array has been seen (so numpy is imported)."""
     global _ndarray, _np_vector_wire
-    _ndarray = module.np.ndarray
-    _np_vector_wire = module.vector_wire
+    _ndarray = np.ndarray
+    _np_vector_wire = _array_wire
 
 
 def encode_vector(value: Any) -> bytes:
