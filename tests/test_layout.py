@@ -136,10 +136,11 @@ LAYERS = [
             "pgvs._batches",
             "pgvs._copy_sql",
             "pgvs.progress",
+            "pgvs.search",
         },
     ),
     ("store parts", {"pgvs.store"}),
-    ("facade and entry points", {"pgvs.sync", "pgvs._sync_base", "pgvs.ingest", "pgvs.search"}),
+    ("facade and entry points", {"pgvs.sync", "pgvs._sync_base", "pgvs.ingest"}),
     ("integrations and CLI", {"pgvs.integrations", "pgvs.cli", "pgvs.__main__", "pgvs.compat"}),
 ]
 

@@ -1,7 +1,6 @@
-"""Search strategies beyond one query's k nearest rows: the home of what extends ``search()``.
+"""Search strategies beyond one query's k nearest rows: their rules, SQL and ranking. Pure.
 
-Text, hybrid (one statement fusing ranks), MMR, two-stage and centroid search each get a module
-here: the pure part (SQL, ranking) beside the capability, awaited through the store's parts
-(:mod:`pgvs.store`). Nothing lives here yet; the layer is fixed: this package may import the
-store and everything below it, and only the facade, integrations and the CLI import it.
+``text`` (how content and queries become tsvector/tsquery), ``statements`` (the SQL of text,
+hybrid and centroid search), ``ranking`` (MMR, and the fusion maths as a reference). They are
+awaited by the store part :mod:`pgvs.store._strategies`; nothing here does I/O.
 """

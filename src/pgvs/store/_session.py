@@ -115,7 +115,8 @@ class Session:
         )
 
     async def _init_connection(self, connection: asyncpg.Connection) -> None:
-        await register_vector(connection, schema=self.extension_schema, numpy=True)
+        # bit=True: the store reads and writes pgvs.Bit (plain register_vector leaves bit alone).
+        await register_vector(connection, schema=self.extension_schema, numpy=True, bit=True)
         await connection.set_type_codec(
             "jsonb",
             schema="pg_catalog",
