@@ -184,11 +184,8 @@ class Strategies:
             checked = ctx.ids(ids)
             if not checked:
                 return None
-            document = (
-                {"$and": [document, {"id": {"$in": checked}}]}
-                if document
-                else {"id": {"$in": checked}}
-            )
+            by_id = {"@id": {"$in": checked}}  # '@': the id column, not a metadata key
+            document = {"$and": [document, by_id]} if document else by_id
         compiled = ctx.compile(document or None, ctx.sql.first_param())
         statement = self.statements.centroid(compiled.sql if document else None)
         value = await self.session.pool.fetchval(statement, *ctx.domain_args(), *compiled.params)
