@@ -85,9 +85,7 @@ def vector_index(
             raise ConfigurationError(
                 f"vector_index({name!r}): {table.name}.{target} is not a pgvs vector column"
             )
-        index.dialect_options["postgresql"]["ops"] = {
-            target: _opclass(resolved, canonical, method)
-        }
+        index.dialect_options["postgresql"]["ops"] = {target: _opclass(resolved, canonical, method)}
 
     return index
 

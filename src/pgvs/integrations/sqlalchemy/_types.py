@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, cast
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
@@ -13,7 +13,8 @@ from sqlalchemy.exc import DontWrapMixin, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import ReturnTypeFromArgs
-from sqlalchemy.types import Float, String, UserDefinedType
+from sqlalchemy.sql.operators import OperatorType, custom_op
+from sqlalchemy.types import Float, String, TypeEngine, UserDefinedType
 
 from ... import types as pgtypes
 from ...codecs import codec_functions, vector_extension_schema
@@ -42,6 +43,7 @@ _Processor: TypeAlias = "Callable[[Any], Any] | None"
 # values go out as pgvs values (the codec sends their wire bytes) instead of pgvector's text form.
 _BINARY_FLAG = "_pgvs_binary_codecs"
 _PGVECTOR_TYPES = ("vector", "halfvec", "sparsevec")
+_DISTANCE_OPERATORS = frozenset({"<->", "<=>", "<#>", "<+>", "<~>", "<%>"})
 
 
 class VectorValidationError(ValidationError, DontWrapMixin):
@@ -71,7 +73,9 @@ class _PgvsType(UserDefinedType[Any]):
     _size_name: ClassVar[str] = "dim"
     _default_returns: ClassVar[Returns] = "numpy"
 
-    def __init__(self, dim: int | None = None, *, returns: Returns | None = None) -> None:
+    # ``returns`` is not keyword-only: SQLAlchemy copies types and builds their cache keys from
+    # the attributes named like positional __init__ arguments.
+    def __init__(self, dim: int | None = None, returns: Returns | None = None) -> None:
         super().__init__()
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
             raise ValueError(f"{type(self).__name__}: {self._size_name} must be a positive int")
@@ -130,7 +134,7 @@ class _PgvsType(UserDefinedType[Any]):
         return process
 
     def literal_processor(self, dialect: Dialect) -> _Processor:
-        quote = String().literal_processor(dialect)
+        quote: Callable[[str], str] | None = String()._cached_literal_processor(dialect)
         checked = self._checked
 
         def process(value: Any) -> str:
@@ -160,11 +164,19 @@ class _PgvsType(UserDefinedType[Any]):
         return process
 
     class Comparator(UserDefinedType.Comparator[Any]):
+        def _adapt_expression(
+            self, op: OperatorType, other_comparator: TypeEngine.Comparator[Any]
+        ) -> tuple[OperatorType, TypeEngine[Any]]:
+            # pgvector's distance operators return float8, also when written as .op("<=>").
+            if isinstance(op, custom_op) and op.opstring in _DISTANCE_OPERATORS:
+                return op, Float()
+            return super()._adapt_expression(op, other_comparator)
+
         def _distance(self, operator: str, other: Any) -> ColumnElement[float]:
             # The other side is bound with this column's type: it is validated (dimension, NaN)
             # and cast like the column.
-            result: ColumnElement[float] = self.op(operator, return_type=Float)(other)
-            return result
+            result = self.op(operator, return_type=Float)(other)
+            return cast("ColumnElement[float]", result)
 
     comparator_factory: type[UserDefinedType.Comparator[Any]] = Comparator
 
@@ -213,6 +225,7 @@ class Vector(_PgvsType):
     and come back as float32 numpy arrays (``returns="numpy"``, the default) or
     :class:`pgvs.Vector` (``returns="pgvs"``)."""
 
+    cache_ok = True
     _sql_name = "VECTOR"
     _kind = "vector"
     comparator_factory = _DenseComparator
@@ -228,6 +241,7 @@ class HalfVector(_PgvsType):
     """pgvector ``halfvec(dim)``: like :class:`Vector`, in half precision (values round to
     float16; beyond ±65504 is an error). Returns float32 numpy arrays or :class:`pgvs.HalfVector`."""
 
+    cache_ok = True
     _sql_name = "HALFVEC"
     _kind = "halfvec"
     comparator_factory = _DenseComparator
@@ -244,6 +258,7 @@ class SparseVector(_PgvsType):
     sequences / numpy arrays (their non-zero elements are kept), and come back as
     :class:`pgvs.SparseVector` (the default) or dense float32 numpy arrays (``returns="numpy"``)."""
 
+    cache_ok = True
     _sql_name = "SPARSEVEC"
     _kind = "sparsevec"
     _default_returns = "pgvs"
@@ -277,18 +292,16 @@ class Bit(_PgvsType):
     :func:`register` leaves ``bit`` alone and this type converts to and from ``asyncpg.BitString``.
     """
 
+    cache_ok = True
     _sql_name = "BIT"
     _kind = "bit"
     _size_name = "length"
     _default_returns = "pgvs"
     comparator_factory = _BitComparator
 
-    def __init__(self, length: int | None = None, *, returns: Returns | None = None) -> None:
+    def __init__(self, length: int | None = None, returns: Returns | None = None) -> None:
         super().__init__(length, returns=returns)
-
-    @property
-    def length(self) -> int | None:
-        return self.dim
+        self.length = length
 
     def _coerce(self, value: Any) -> Any:
         if type(value) is pgtypes.Bit:
@@ -319,14 +332,14 @@ class Bit(_PgvsType):
         return process
 
 
-class avg(ReturnTypeFromArgs[Any]):  # noqa: N801 - SQL function names are lower case
+class avg(ReturnTypeFromArgs[Any]):
     """``avg(column)``, typed as the column: the centroid comes back as a vector."""
 
     inherit_cache = True
     package = "pgvs"
 
 
-class sum(ReturnTypeFromArgs[Any]):  # noqa: N801, A001
+class sum(ReturnTypeFromArgs[Any]):
     """``sum(column)``, typed as the column: the element-wise sum comes back as a vector."""
 
     inherit_cache = True
