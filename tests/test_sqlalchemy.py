@@ -530,3 +530,52 @@ def test_reflection_maps_pgvector_types(psycopg_engine: Engine, table_name: str)
     assert repr(columns["v"]) == "Vector(dim=3)"
     assert repr(columns["h"]) == "HalfVector(dim=3)"
     assert repr(columns["s"]) == "SparseVector(dim=3)"
+
+
+# -- the text form is exact ------------------------------------------------------------------------
+
+
+async def test_text_form_round_trips_every_float32_exactly(
+    psycopg_engine: Engine, binary_engine: AsyncEngine, table_name: str
+) -> None:
+    rng = np.random.default_rng(7)
+    extremes = [3.4028235e38, -3.4028235e38, 1.1754944e-38, 1e-45, -0.0, 0.1, 1 / 3, 65504.0]
+    rows = np.concatenate(
+        [
+            np.array([extremes], np.float32),
+            rng.normal(size=(20, 8)).astype(np.float32),
+            (rng.normal(size=(20, 8)) * 10.0 ** rng.integers(-30, 30, size=(20, 8))).astype(
+                np.float32
+            ),
+        ]
+    )
+    halves = np.clip(rows, -65504, 65504).astype(np.float16).astype(np.float32)
+    table = Table(
+        table_name,
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("v", Vector(8)),
+        Column("h", HalfVector(8)),
+        Column("s", SparseVector(8, returns="numpy")),
+    )
+    table.metadata.create_all(psycopg_engine)
+    with psycopg_engine.begin() as conn:  # text in
+        conn.execute(
+            insert(table),
+            [
+                {"id": i, "v": r, "h": h, "s": r}
+                for i, (r, h) in enumerate(zip(rows, halves, strict=True))
+            ],
+        )
+        text_out = conn.execute(select(table.c.v, table.c.h, table.c.s).order_by(table.c.id)).all()
+    async with binary_engine.connect() as conn:  # binary out: the stored values themselves
+        binary_out = (
+            await conn.execute(select(table.c.v, table.c.h, table.c.s).order_by(table.c.id))
+        ).all()
+    for i, ((v, h, s), (bv, bh, bs)) in enumerate(zip(text_out, binary_out, strict=True)):
+        for got in (v, bv):
+            assert got.view(np.uint32).tolist() == rows[i].view(np.uint32).tolist()
+        for got in (s, bs):  # sparsevec keeps no zeros, -0.0 included
+            assert got.view(np.uint32).tolist() == (rows[i] + 0.0).view(np.uint32).tolist()
+        for got in (h, bh):
+            assert got.view(np.uint32).tolist() == halves[i].view(np.uint32).tolist()
