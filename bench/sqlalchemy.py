@@ -48,7 +48,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.sql import insert, select, text
+from sqlalchemy.sql import func, insert, select, text
 from sqlalchemy.types import Integer, Text
 
 import pgvs
@@ -104,7 +104,12 @@ async def timed_insert(engine: AsyncEngine, doc: Any, rows: list[dict[str, Any]]
         start = time.perf_counter()
         await session.execute(insert(doc), rows)
         await session.commit()
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+    async with engine.connect() as conn:
+        count = await conn.scalar(select(func.count()).select_from(doc))
+    if count != len(rows):
+        raise AssertionError(f"{doc.__tablename__} has {count} rows after inserting {len(rows)}")
+    return seconds
 
 
 async def search_round(
