@@ -139,6 +139,8 @@ async def test_orm_seed_model_end_to_end(binary_engine: AsyncEngine, table_name:
     rng = np.random.default_rng(15)
     embeddings = rng.normal(size=(300, DIM)).astype(np.float32)
     sources = ["faq" if i % 3 == 0 else "blog" for i in range(300)]
+    # an index declared after the class, on the ORM attribute
+    vector_index(f"{table_name}_l2_idx", doc.embedding, metric="l2", m=8)
     async with binary_engine.begin() as conn:
         await conn.run_sync(doc.metadata.create_all)
     async with AsyncSession(binary_engine) as session:
@@ -183,14 +185,20 @@ async def test_orm_seed_model_end_to_end(binary_engine: AsyncEngine, table_name:
         assert np.allclose(centroid, embeddings[faq_ids].astype(np.float64).mean(axis=0), atol=1e-6)
 
     async with binary_engine.connect() as conn:
-        used = await conn.scalar(
-            text(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = :name",
-            ),
-            {"name": f"{table_name}_embedding_idx"},
+        indexes = dict(
+            (
+                await conn.execute(
+                    text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"),
+                    {"t": table_name},
+                )
+            ).tuples()
         )
-    assert used is not None
-    assert "USING hnsw (embedding vector_cosine_ops)" in used
+    assert indexes[f"{table_name}_embedding_idx"].endswith(
+        "USING hnsw (embedding vector_cosine_ops)"
+    )
+    assert indexes[f"{table_name}_l2_idx"].endswith(
+        "USING hnsw (embedding vector_l2_ops) WITH (m='8')"
+    )
 
 
 async def test_register_sends_pgvs_values_and_decodes_binary(

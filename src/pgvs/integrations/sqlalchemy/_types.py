@@ -158,7 +158,6 @@ class _PgvsType(UserDefinedType[Any]):
     def result_processor(self, dialect: Dialect, coltype: object) -> _Processor:
         from_text = self._from_text
         numpy = self.returns == "numpy"
-        kind = self._kind
 
         def process(value: Any) -> Any:
             if value is None:
@@ -169,7 +168,6 @@ class _PgvsType(UserDefinedType[Any]):
                 value = self._coerce(value)
             return value.to_numpy() if numpy else value
 
-        process.__qualname__ = f"{kind}_result"
         return process
 
     class Comparator(UserDefinedType.Comparator[Any]):
