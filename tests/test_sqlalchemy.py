@@ -185,14 +185,11 @@ async def test_orm_seed_model_end_to_end(binary_engine: AsyncEngine, table_name:
         assert np.allclose(centroid, embeddings[faq_ids].astype(np.float64).mean(axis=0), atol=1e-6)
 
     async with binary_engine.connect() as conn:
-        indexes = dict(
-            (
-                await conn.execute(
-                    text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"),
-                    {"t": table_name},
-                )
-            ).tuples()
+        result = await conn.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"),
+            {"t": table_name},
         )
+        indexes: dict[str, str] = dict(result.all())
     assert indexes[f"{table_name}_embedding_idx"].endswith(
         "USING hnsw (embedding vector_cosine_ops)"
     )
