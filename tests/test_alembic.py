@@ -96,9 +96,13 @@ def upgrade() -> None:
     op.create_vector_index(
         "docs_bits_idx", "docs", "bits", metric="hamming", m=12, concurrently=True
     )
+    op.create_vector_index(
+        "docs_embedding_half_idx", "docs", "embedding", metric="l2", quantization="halfvec"
+    )
 
 
 def downgrade() -> None:
+    op.drop_vector_index("docs_embedding_half_idx", "docs")
     op.drop_vector_index("docs_bits_idx", "docs", concurrently=True)
 '''
 
@@ -119,6 +123,9 @@ def models(*, with_bits_index: bool) -> MetaData:
     )
     if with_bits_index:
         vector_index("docs_bits_idx", docs.c.bits, metric="hamming", m=12)
+        vector_index(
+            "docs_embedding_half_idx", docs.c.embedding, metric="l2", quantization="halfvec"
+        )
     return metadata
 
 
@@ -245,7 +252,7 @@ def test_autogenerate_upgrade_downgrade(database: str, tmp_path: Path) -> None:
         command.check(config)
 
     command.downgrade(config, "a1")
-    assert "docs_bits_idx" not in catalog(database)["indexes"]
+    assert set(catalog(database)["indexes"]) == {"docs_pkey", "docs_embedding_idx"}
     command.downgrade(config, "base")
     state = catalog(database)
     assert state == {"extension": 0, "columns": {}, "indexes": {}}

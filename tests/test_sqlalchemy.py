@@ -45,6 +45,7 @@ from pgvs.integrations.sqlalchemy import (
     Vector,
     VectorValidationError,
     avg,
+    quantized,
     register,
     sum,
     vector_index,
@@ -494,6 +495,37 @@ def test_vector_indexes_on_the_server(psycopg_engine: Engine, table_name: str) -
     assert definitions[f"{table_name}_s_l1"].endswith("USING hnsw (s sparsevec_l1_ops)")
 
 
+async def test_quantized_indexes_serve_quantized_queries(
+    binary_engine: AsyncEngine, table_name: str
+) -> None:
+    dim = 3000  # over HNSW's 2,000 for vector: only a quantized index can serve it
+    table = Table(
+        table_name,
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("e", Vector(dim)),
+    )
+    vector_index(f"{table_name}_half", table.c.e, metric="cosine", quantization="halfvec")
+    vector_index(f"{table_name}_bits", table.c.e, quantization="binary")
+    assert repr(quantized(table.c.e, "binary").type) == f"Bit(length={dim})"
+    rows = np.random.default_rng(3).normal(size=(50, dim)).astype(np.float32)
+    q = rows[7]
+    half = select(table.c.id).order_by(quantized(table.c.e, "halfvec").cosine_distance(q))
+    bits = select(table.c.id).order_by(quantized(table.c.e, "binary").hamming_distance(q > 0))
+    async with binary_engine.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+        await conn.execute(insert(table), [{"id": i, "e": row} for i, row in enumerate(rows)])
+        await conn.execute(text("SET LOCAL enable_seqscan = off"))
+        for query, index in ((half, "half"), (bits, "bits")):
+            assert (await conn.scalars(query.limit(1))).one() == 7
+            # this transaction's scans of the index, counted by the server
+            scans = await conn.scalar(
+                text("SELECT pg_stat_get_xact_numscans(to_regclass(:name))"),
+                {"name": f"{table_name}_{index}"},
+            )
+            assert scans == 1
+
+
 @pytest.mark.parametrize(
     ("column_type", "kwargs", "message"),
     [
@@ -516,6 +548,38 @@ def test_impossible_indexes_are_refused(
         vector_index("i", table.c.e, **kwargs)
     with pytest.raises(ConfigurationError, match=message):
         Table("t", MetaData(), Column("e", column_type), vector_index("i", "e", **kwargs))
+
+
+@pytest.mark.parametrize(
+    ("column_type", "quantization", "message"),
+    [
+        (HalfVector(8), "halfvec", "'halfvec' applies to vector columns"),
+        (
+            Vector(4001),
+            "halfvec",
+            "hnsw indexes halfvec of at most 4000 .* has 4001 \\(as halfvec\\)",
+        ),
+        (Vector(8), "int8", "quantization 'int8' is not one of"),
+    ],
+)
+def test_impossible_quantized_indexes_are_refused(
+    column_type: Any, quantization: Any, message: str
+) -> None:
+    table = Table("t", MetaData(), Column("e", column_type))
+    with pytest.raises(ConfigurationError, match=message):
+        vector_index("i", table.c.e, quantization=quantization)
+
+
+def test_quantized_needs_the_column_and_a_dense_type() -> None:
+    table = Table("t", MetaData(), Column("e", Vector(8)), Column("s", SparseVector(8)))
+    with pytest.raises(ConfigurationError, match="needs the column itself"):
+        Table(
+            "u", MetaData(), Column("e", Vector(8)), vector_index("i", "e", quantization="binary")
+        )
+    with pytest.raises(ConfigurationError, match="needs a vector or halfvec column"):
+        quantized(table.c.s, "binary")
+    with pytest.raises(ConfigurationError, match="must be a pgvs Vector"):
+        quantized(table.c.e + 1, "halfvec")
 
 
 def test_vector_index_needs_a_vector_column() -> None:

@@ -30,7 +30,9 @@ indexes, and binary transfer on ``postgresql+asyncpg``. ``pip install 'pgvs[sqla
   (``<#>``), ``l1_distance`` (``<+>``) on the float types; ``hamming_distance`` (``<~>``) and
   ``jaccard_distance`` (``<%>``) on :class:`Bit`.
 * :func:`avg` / :func:`sum` return the column's type (a vector).
-* :func:`vector_index` builds the ``Index`` with pgvector's operator class and ``WITH`` params.
+* :func:`vector_index` builds the ``Index`` with pgvector's operator class and ``WITH`` params;
+  ``quantization="halfvec"`` / ``"binary"`` indexes :func:`quantized` expressions (vector
+  columns over 2,000 dimensions need one), which queries order by to use the index.
 * :func:`register` installs pgvs's binary codecs on an asyncpg engine. Without it (and on
   psycopg) values travel in pgvector's text form.
 * Alembic: :mod:`pgvs.integrations.sqlalchemy.alembic` (``render_item`` for autogenerate,
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 from sqlalchemy.dialects.postgresql.base import ischema_names
 
-from ._indexes import vector_index
+from ._indexes import quantized, vector_index
 from ._types import (
     Bit,
     HalfVector,
@@ -64,6 +66,7 @@ __all__ = [
     "Vector",
     "VectorValidationError",
     "avg",
+    "quantized",
     "register",
     "sum",
     "vector_index",

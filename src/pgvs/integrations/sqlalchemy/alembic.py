@@ -45,7 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from ..._sql import quote_ident
 from ...errors import ConfigurationError
-from ._indexes import Method, vector_index
+from ._indexes import Method, Quantization, vector_index
 from ._types import Bit, _PgvsType
 
 __all__ = [
@@ -198,6 +198,7 @@ class CreateVectorIndexOp(MigrateOperation):
         schema: str | None = None,
         concurrently: bool = False,
         if_not_exists: bool = False,
+        quantization: Quantization = "none",
     ) -> None:
         self.index_name = index_name
         self.table_name = table_name
@@ -206,6 +207,7 @@ class CreateVectorIndexOp(MigrateOperation):
         self.metric = metric
         self.method = method
         self.params = {"m": m, "ef_construction": ef_construction, "lists": lists}
+        self.quantization = quantization
         self.where = where
         self.schema = schema
         self.concurrently = concurrently
@@ -256,7 +258,6 @@ def _create_vector_index(operations: Operations, operation: CreateVectorIndexOp)
         Column(operation.column_name, column_type),
         schema=operation.schema,
     )
-    params = {key: value for key, value in operation.params.items() if value is not None}
     index = vector_index(
         operation.index_name,
         table.c[operation.column_name],
@@ -264,14 +265,18 @@ def _create_vector_index(operations: Operations, operation: CreateVectorIndexOp)
         method=operation.method,
         where=operation.where,
         concurrently=operation.concurrently,
-        **params,
+        quantization=operation.quantization,
+        **operation.params,
     )
+
+    # A quantized index is on an expression (labelled: its operator class is keyed by the label).
+    columns = [operation.column_name] if operation.quantization == "none" else index.expressions
 
     def create() -> None:
         operations.create_index(
             operation.index_name,
             operation.table_name,
-            [operation.column_name],
+            columns,
             schema=operation.schema,
             if_not_exists=operation.if_not_exists or None,
             **index.dialect_kwargs,
