@@ -161,16 +161,14 @@ def _adds_pgvs_columns(ops: Iterable[MigrateOperation]) -> bool:
         if nested is not None and _adds_pgvs_columns(nested):
             return True
         if isinstance(op, CreateTableOp):
-            columns: list[Any] = [c for c in op.columns if isinstance(c, Column)]
+            types: list[object] = [c.type for c in op.columns if isinstance(c, Column)]
         elif isinstance(op, AddColumnOp):
-            columns = [op.column]
-        elif isinstance(op, AlterColumnOp) and op.modify_type is not None:
-            if isinstance(op.modify_type, _PgvsType):
-                return True
-            columns = []
+            types = [op.column.type]
+        elif isinstance(op, AlterColumnOp):
+            types = [op.modify_type]
         else:
-            columns = []
-        if any(isinstance(column.type, _PgvsType) for column in columns):
+            types = []
+        if any(isinstance(type_, _PgvsType) for type_ in types):
             return True
     return False
 
