@@ -111,7 +111,7 @@ def test_bad_hybrid_options(options: dict[str, Any], message: str) -> None:
 
 
 def test_default_candidates_grow_with_k() -> None:
-    common = {"fusion": "rrf", "rrf_k": 60, "vector_weight": 1, "text_weight": 1}
+    common: dict[str, Any] = {"fusion": "rrf", "rrf_k": 60, "vector_weight": 1, "text_weight": 1}
     assert check_hybrid(k=4, candidates=None, **common) == 50
     assert check_hybrid(k=40, candidates=None, **common) == 200
     assert check_hybrid(k=4, candidates=4, **common) == 4
@@ -390,14 +390,15 @@ async def test_centroid(pg_dsn: str, table_name: str) -> None:
         await store.add_vectors(
             vectors, ids=list(range(20)), metadata=[{"odd": i % 2} for i in range(20)]
         )
-        np.testing.assert_allclose(
-            await store.centroid(), vectors.mean(axis=0), rtol=1e-5, atol=1e-6
-        )
-        np.testing.assert_allclose(
-            await store.centroid(ids=[1, 2, 3]), vectors[1:4].mean(axis=0), rtol=1e-5, atol=1e-6
-        )
-        odd = await store.centroid(filter={"odd": 1}, ids=[1, 2, 3])
-        np.testing.assert_allclose(odd, vectors[[1, 3]].mean(axis=0), rtol=1e-5, atol=1e-6)
+        cases: list[tuple[dict[str, Any], np.ndarray]] = [
+            ({}, vectors.mean(axis=0)),
+            ({"ids": [1, 2, 3]}, vectors[1:4].mean(axis=0)),
+            ({"filter": {"odd": 1}, "ids": [1, 2, 3]}, vectors[[1, 3]].mean(axis=0)),
+        ]
+        for arguments, expected in cases:
+            mean = await store.centroid(**arguments)
+            assert mean is not None, arguments
+            np.testing.assert_allclose(mean, expected, rtol=1e-5, atol=1e-6)
         assert await store.centroid(ids=[]) is None
         assert await store.centroid(ids=[12345]) is None
 

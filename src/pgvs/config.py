@@ -29,6 +29,8 @@ from .indexes import (
 __all__ = [
     "COLUMN_NAMES",
     "METRICS",
+    "METRICS_BY_TYPE",
+    "METRIC_ALIASES",
     "OPTIONAL_COLUMNS",
     "VECTOR_TYPES",
     "Metric",
@@ -44,7 +46,7 @@ QuantizationSetting = Literal["auto", "none", "halfvec", "binary"]
 IterativeScan = Literal["relaxed_order", "strict_order", "off"]
 
 METRICS: tuple[Metric, ...] = ("cosine", "euclidean", "inner_product", "l1", "hamming", "jaccard")
-_METRIC_ALIASES: dict[str, Metric] = {
+METRIC_ALIASES: dict[str, Metric] = {
     "l2": "euclidean",
     "ip": "inner_product",
     "dot": "inner_product",
@@ -53,7 +55,7 @@ _METRIC_ALIASES: dict[str, Metric] = {
 }
 VECTOR_TYPES: tuple[VectorType, ...] = ("vector", "halfvec", "bit", "sparsevec")
 # Which distance each column type supports in pgvector.
-_METRICS_BY_TYPE: dict[VectorType, tuple[Metric, ...]] = {
+METRICS_BY_TYPE: dict[VectorType, tuple[Metric, ...]] = {
     "vector": ("cosine", "euclidean", "inner_product", "l1"),
     "halfvec": ("cosine", "euclidean", "inner_product", "l1"),
     "sparsevec": ("cosine", "euclidean", "inner_product", "l1"),
@@ -156,21 +158,21 @@ class StoreConfig:
             raise ConfigurationError(
                 f"dimensions must be a positive integer, got {self.dimensions!r}"
             )
-        metric = _METRIC_ALIASES.get(str(self.metric).lower(), str(self.metric).lower())
+        metric = METRIC_ALIASES.get(str(self.metric).lower(), str(self.metric).lower())
         if metric not in METRICS:
             raise ConfigurationError(
                 f"metric {self.metric!r} is not one of {', '.join(METRICS)} "
-                f"(aliases: {', '.join(sorted(_METRIC_ALIASES))})"
+                f"(aliases: {', '.join(sorted(METRIC_ALIASES))})"
             )
         set_(self, "metric", metric)
         if self.vector_type not in VECTOR_TYPES:
             raise ConfigurationError(
                 f"vector_type {self.vector_type!r} is not one of {', '.join(VECTOR_TYPES)}"
             )
-        if self.metric not in _METRICS_BY_TYPE[self.vector_type]:
+        if self.metric not in METRICS_BY_TYPE[self.vector_type]:
             raise ConfigurationError(
                 f"metric {self.metric!r} is not available for vector_type {self.vector_type!r}; "
-                f"use one of {', '.join(_METRICS_BY_TYPE[self.vector_type])}"
+                f"use one of {', '.join(METRICS_BY_TYPE[self.vector_type])}"
             )
         limit = _MAX_DIMENSIONS[self.vector_type]
         if not 1 <= self.dimensions <= limit:

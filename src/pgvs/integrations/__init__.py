@@ -1,5 +1,6 @@
-"""Integrations with other libraries, one module per library, each behind its own extra.
+"""Integrations of pgvs with other libraries, one module (or subpackage) per library.
 
-Never imported by the package root: ``import pgvs`` loads none of them (or their libraries).
-They sit on top of the public API (the stores, :mod:`pgvs.types`, :mod:`pgvs.codecs`).
+Nothing here is imported by the package root: ``import pgvs`` never loads SQLAlchemy or any other
+optional dependency. Import the integration itself, e.g. ``pgvs.integrations.sqlalchemy``, after
+installing its extra (``pip install 'pgvs[sqlalchemy]'``).
 """
