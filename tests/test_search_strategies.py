@@ -444,3 +444,52 @@ async def test_keyword_queries_find_their_source_chunk(pg_dsn: str, table_name: 
             hits = await store.text_search(query["text"], k=10)
             found += query["source_chunk_id"] in [hit.id for hit in hits]
     assert found >= 95, f"{found} of {len(keyword)}"
+
+
+# -- normalization ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector_type", ["vector", "halfvec"])
+async def test_normalized_cosine_runs_inner_product_and_reports_cosine(
+    pg_dsn: str, table_name: str, vector_type: str
+) -> None:
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(600, DIM)).astype(np.float32) * rng.uniform(
+        0.1, 50, size=(600, 1)
+    ).astype(np.float32)
+    query = vectors[3] * np.float32(7.0)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    cosine = unit @ (query / np.linalg.norm(query))
+    expected = np.argsort(-cosine)[:5]
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn,
+        dimensions=DIM,
+        table_name=table_name,
+        id_type="bigint",
+        vector_type=vector_type,
+        normalize=True,
+    ) as store:
+        # 600 rows: add_vectors takes the COPY path, which must normalise too.
+        await store.add_vectors(vectors, ids=list(range(600)))
+        small = np.array([[3.0] + [0.0] * (DIM - 1)], dtype=np.float32)
+        await store.add_vectors(small, ids=[1000])  # the one-statement path
+        status = await store.create_index()
+        assert status.opclass == f"{vector_type}_ip_ops"
+        hits = await store.search(query, k=5, exact=True)
+        assert [hit.id for hit in hits] == list(expected)
+        tolerance = 1e-3 if vector_type == "halfvec" else 1e-5
+        for hit in hits:
+            assert hit.score == pytest.approx(cosine[hit.id], abs=tolerance)
+            assert hit.distance == pytest.approx(1 - cosine[hit.id], abs=tolerance)
+        (stored,) = await store.get_vectors([1000])
+        np.testing.assert_allclose(np.asarray(stored.vector, dtype=np.float32)[0], 1.0)
+        with pytest.raises(ValidationError, match="row 1: vector is all zeros"):
+            await store.add_vectors(np.vstack([vectors[:1], np.zeros((1, DIM))]), ids=[1, 2])
+        with pytest.raises(ValidationError, match="query vector is all zeros"):
+            await store.search(np.zeros(DIM))
+        assert await store.count() == 601
+
+
+def test_normalize_needs_dense_vectors() -> None:
+    with pytest.raises(ConfigurationError, match="normalize=True"):
+        AsyncPGVectorStore(dimensions=8, vector_type="bit", metric="hamming", normalize=True)

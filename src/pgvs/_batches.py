@@ -460,6 +460,8 @@ class BatchEncoder:
                 matrix = _rows.vectors_to_matrix(
                     raw.vectors, self.config.dimensions, half=self.half
                 )
+                if self.config.normalize:
+                    matrix = _rows.unit_rows(matrix)
                 if matrix.shape[0] != count:
                     raise ValidationError(
                         f"there are {matrix.shape[0]} vectors but {count} rows in the batch"

@@ -20,7 +20,14 @@ import numpy.typing as npt
 from .config import StoreConfig
 from .errors import ValidationError
 
-__all__ = ["PreparedRows", "encode_json", "prepare_rows", "validate_ids", "vectors_to_matrix"]
+__all__ = [
+    "PreparedRows",
+    "encode_json",
+    "prepare_rows",
+    "unit_rows",
+    "validate_ids",
+    "vectors_to_matrix",
+]
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
@@ -138,6 +145,22 @@ def vectors_to_matrix(
             f"of ±{_HALF_MAX:g}",
         )
     return matrix
+
+
+def unit_rows(matrix: npt.NDArray[np.float32], *, what: str = "row") -> npt.NDArray[np.float32]:
+    """Every row scaled to unit length (``normalize=True``); a zero row is a ValidationError
+    naming it, since it has no direction to keep."""
+    if not matrix.size:
+        return matrix
+    norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
+    zero = np.flatnonzero(norms == 0.0)
+    if zero.size:
+        problem = "is all zeros; normalize=True cannot scale it to unit length"
+        if what == "query":
+            raise ValidationError(f"query vector {problem}")
+        raise _bad(int(zero[0]), "vector", problem)
+    unit: npt.NDArray[np.float32] = (matrix / norms[:, None]).astype(np.float32)
+    return unit
 
 
 def _one_vector(item: Any, row: int, fail: Any) -> npt.NDArray[Any]:
@@ -310,6 +333,8 @@ def encode_vectors(config: StoreConfig, vectors: Any, encode_vector: Any = None)
     if config.vector_type in ("vector", "halfvec"):
         half = config.vector_type == "halfvec"
         matrix = vectors_to_matrix(vectors, config.dimensions, half=half)
+        if config.normalize:
+            matrix = unit_rows(matrix)
         return encode_matrix(matrix, half=half)
     if isinstance(vectors, str | bytes) or not isinstance(vectors, Sequence | np.ndarray):
         raise ValidationError("vectors must be a list of vectors")

@@ -103,7 +103,7 @@ class Statements:
 
     @property
     def operator(self) -> str:
-        return DISTANCE_OPERATORS[self.config.metric]
+        return DISTANCE_OPERATORS[self.config.search_metric]
 
     @property
     def id_array_type(self) -> str:

@@ -151,6 +151,7 @@ class StoreConfig:
     max_parallel_maintenance_workers: int | None = None
     text_search: str | None = None
     text_identifiers: bool = True
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
@@ -200,6 +201,7 @@ class StoreConfig:
                 f"got {self.command_timeout!r}"
             )
         self._check_text_search()
+        self._check_normalize()
         for key in ("auto_create_table", "auto_create_index"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigurationError(f"{key} must be True or False")
@@ -228,6 +230,16 @@ class StoreConfig:
                         "search indexes the content column through a content_tsv column"
                     )
         self._check_index()
+
+    def _check_normalize(self) -> None:
+        if not isinstance(self.normalize, bool):
+            raise ConfigurationError("normalize must be True or False")
+        if self.normalize and self.vector_type not in ("vector", "halfvec"):
+            raise ConfigurationError(
+                f"normalize=True scales dense vectors to unit length; vector_type "
+                f"{self.vector_type!r} is not dense",
+                hint="Use normalize with vector_type 'vector' or 'halfvec'.",
+            )
 
     def _check_text_search(self) -> None:
         if not isinstance(self.text_identifiers, bool):
@@ -358,6 +370,15 @@ class StoreConfig:
 
     def column(self, logical: str) -> str | None:
         return self.columns[logical]
+
+    @property
+    def search_metric(self) -> Metric:
+        """The metric the SQL and the index use. With ``normalize`` every stored and query vector
+        has unit length, so cosine ranks exactly as the inner product, which is cheaper (no
+        norms per distance); the store still reports cosine scores and distances."""
+        if self.normalize and self.metric == "cosine":
+            return "inner_product"
+        return self.metric
 
     @property
     def index_quantization(self) -> Quantization:

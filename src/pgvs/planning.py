@@ -56,7 +56,7 @@ def index_spec(
     quant = resolve_quantization(config.vector_type, config.dimensions, config.quantization)
     problem = index_problem(
         vector_type=config.vector_type,
-        metric=config.metric,
+        metric=config.search_metric,
         dimensions=config.dimensions,
         index_type=index_type,
         quantization=quant,
@@ -68,7 +68,7 @@ def index_spec(
     checked = check_index_params(index_type, params)
     if index_type == "ivfflat" and "lists" not in checked:
         checked["lists"] = default_lists(rows)
-    indexed_type, indexed_metric = indexed_as(config.vector_type, config.metric, quant)
+    indexed_type, indexed_metric = indexed_as(config.vector_type, config.search_metric, quant)
     return IndexSpec(
         name=name,
         index_type=index_type,

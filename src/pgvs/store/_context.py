@@ -75,6 +75,10 @@ class StoreContext:
         self.half = config.vector_type == "halfvec"
         self.query_shape = (config.dimensions,)
         self.score = _score_function(config.metric, config.dimensions)
+        self.normalize = config.normalize
+        # normalize + cosine runs pgvector's <#> (the negative inner product, -cos for unit
+        # vectors): results still report cosine, so 1 + d is the cosine distance.
+        self.ip_for_cosine = config.search_metric != config.metric
         self.filter_target = self._filter_target()
         # Rows a quantized index yields per result before the exact re-rank.
         self.rows_per_result = self.sql.rerank_factor if config.index_quantization != "none" else 1
@@ -120,6 +124,7 @@ class StoreContext:
             return value.to_binary()
         if (
             not self.half
+            and not self.normalize
             and type(query) is np.ndarray
             and query.dtype == np.float32
             and query.shape == self.query_shape
@@ -129,11 +134,15 @@ class StoreContext:
         matrix = _rows.vectors_to_matrix(
             [query], self.config.dimensions, half=self.half, what="query"
         )
+        if self.normalize:
+            matrix = _rows.unit_rows(matrix, what="query")
         return matrix[0] if not self.half else _rows.encode_matrix(matrix, half=True)[0]
 
     def query_values(self, queries: Any) -> list[Any]:
         if self.dense:
             matrix = _rows.vectors_to_matrix(queries, self.config.dimensions, half=self.half)
+            if self.normalize:
+                matrix = _rows.unit_rows(matrix, what="query")
             return list(_rows.encode_matrix(matrix, half=self.half))
         return [self.query_value(query) for query in queries]
 
@@ -188,6 +197,8 @@ class StoreContext:
         self, row: asyncpg.Record, with_metadata: bool, with_vector: bool
     ) -> SearchResult:
         distance = float(row["distance"])
+        if self.ip_for_cosine:
+            distance += 1.0
         if with_metadata:
             get = row.get
             return SearchResult(
