@@ -17,6 +17,16 @@ Quality: ``hit_at_10`` (the source chunk is in the top 10) and ``mrr_at_10`` (it
 interleaved in a rotating order; ``p50_ms`` per method is the median over all calls, and
 ``ratio_p50_vs_vector`` divides by the vector search's.
 
+``normalize``: a second store with ``normalize=True`` (cosine run as the inner product) on the
+same rows: vector search p50 against plain cosine (interleaved) and how often the top 10 agree.
+
+``two_stage``: a store with ``index_dimensions`` = half the dimensions (a prefix index) and its
+default re-rank, searched through that index (the planner forced onto it, as on a large table):
+recall@10 against the set's exact ground truth; build time and size against the full index.
+
+The loads are followed by ``VACUUM ANALYZE`` (the steady state autovacuum reaches: statistics,
+and the GIN pending list merged into the index).
+
 ``storage``: why the tsvector is a stored generated column rather than an expression index:
 the same text query run against an expression GIN index on the same table (``ts_rank_cd`` then
 re-derives the tsvector of every matching row from the text) — p50 and the sizes of both.
@@ -76,8 +86,12 @@ async def run(dsn: str, directory: Path, rounds: int) -> dict[str, Any]:
             metadata=[chunk["metadata"] for chunk in corpus],
         )
         load_s = time.perf_counter() - started
-        await store.create_index()
-        await store.pool.execute(f'ANALYZE "{TABLE}"')
+        started = time.perf_counter()
+        full_index = await store.create_index()
+        full_build_s = time.perf_counter() - started
+        # The steady state autovacuum reaches: statistics, and the GIN pending list (where
+        # fresh inserts wait) merged into the index.
+        await store.pool.execute(f'VACUUM ANALYZE "{TABLE}"')
         progress(f"loaded {len(corpus)} chunks in {load_s:.1f} s")
 
         methods: dict[str, Callable[[dict[str, Any]], Awaitable[list[Any]]]] = {
@@ -114,6 +128,10 @@ async def run(dsn: str, directory: Path, rounds: int) -> dict[str, Any]:
                 }
         p50 = {name: statistics.median(latencies[name]) * 1e3 for name in names}
         storage = await _storage_comparison(store, queries)
+        normalized = await _normalized(dsn, store, embeddings, query_embeddings, rounds)
+        two_stage = await _two_stage(
+            dsn, directory, embeddings, query_embeddings, full_index.size_bytes, full_build_s
+        )
 
     rrf, vector, text = quality["hybrid_rrf"], quality["vector"], quality["text"]
     targets = {
@@ -124,6 +142,7 @@ async def run(dsn: str, directory: Path, rounds: int) -> dict[str, Any]:
         >= vector["keyword"]["hit_at_10"] + 0.15,
         "keyword_text_ge_0.95": text["keyword"]["hit_at_10"] >= 0.95,
         "hybrid_p50_le_2x_vector": p50["hybrid_rrf"] <= 2 * p50["vector"],
+        "prefix_half_recall_ge_0.95": two_stage["recall_at_10"] >= 0.95,
     }
     return {
         "bench": "hybrid",
@@ -134,6 +153,8 @@ async def run(dsn: str, directory: Path, rounds: int) -> dict[str, Any]:
         "p50_ms": {name: round(value, 3) for name, value in p50.items()},
         "ratio_p50_vs_vector": {name: round(p50[name] / p50["vector"], 3) for name in names},
         "storage": storage,
+        "normalize": normalized,
+        "two_stage": two_stage,
         "targets": targets,
         "targets_met": all(targets.values()),
         "load_s": round(load_s, 2),
@@ -162,14 +183,15 @@ async def _storage_comparison(
         f'SELECT id, ts_rank_cd({expression}, q) AS s FROM "{copy}", {tsquery} AS q '
         f"WHERE {expression} @@ q ORDER BY s DESC LIMIT 10"
     )
-    timings: dict[str, list[float]] = {"column": [], "expression_index": []}
-    keyword = [q["text"] for q in queries if q["kind"] == "keyword"]
+    timings: dict[str, list[float]] = {
+        f"{kind}_{name}": [] for kind in ("keyword", "natural") for name in ("column", "expr")
+    }
     async with pool.acquire() as connection:
-        for text in keyword:
-            for name, sql in (("column", column_sql), ("expression_index", expression_sql)):
+        for query in queries:
+            for name, sql in (("column", column_sql), ("expr", expression_sql)):
                 begin = time.perf_counter()
-                await connection.fetch(sql, text)
-                timings[name].append(time.perf_counter() - begin)
+                await connection.fetch(sql, query["text"])
+                timings[f"{query['kind']}_{name}"].append(time.perf_counter() - begin)
         sizes = await connection.fetchrow(
             "SELECT pg_total_relation_size($1::regclass) AS with_column, "
             "pg_total_relation_size($2::regclass) AS without_column, "
@@ -182,9 +204,101 @@ async def _storage_comparison(
         assert sizes is not None
     await pool.execute(f'DROP TABLE "{copy}"')
     return {
-        "keyword_p50_ms": {k: round(statistics.median(v) * 1e3, 3) for k, v in timings.items()},
+        "text_search_p50_ms": {
+            key: round(statistics.median(values) * 1e3, 3) for key, values in timings.items()
+        },
         "gin_bytes": {"column": sizes["column_gin"], "expression_index": sizes["expr_gin"]},
         "note": "table sizes differ in more than the tsvector (the copy has only id and content)",
+    }
+
+
+async def _normalized(
+    dsn: str, plain: AsyncPGVectorStore, embeddings: Any, queries: Any, rounds: int
+) -> dict[str, Any]:
+    """``normalize=True`` (cosine run as inner product) against plain cosine: same rows, same
+    queries, vector search p50 interleaved, and how often the top 10 agree."""
+    async with AsyncPGVectorStore(
+        connection_string=dsn,
+        dimensions=embeddings.shape[1],
+        table_name=f"{TABLE}_norm",
+        id_type="bigint",
+        normalize=True,
+    ) as store:
+        await store.pool.execute(f'TRUNCATE "{TABLE}_norm"')
+        await store.ingest(embeddings, ids=list(range(len(embeddings))))
+        await store.create_index()
+        await store.pool.execute(f'VACUUM ANALYZE "{TABLE}_norm"')
+        times: dict[str, list[float]] = {"cosine": [], "normalized_ip": []}
+        same = 0
+        sides = (("cosine", plain), ("normalized_ip", store))
+        for round_number in range(rounds):
+            for position, query in enumerate(queries):
+                order = sides if (round_number + position) % 2 == 0 else sides[::-1]
+                found = {}
+                for name, side in order:
+                    begin = time.perf_counter()
+                    hits = await side.search(query, k=K)
+                    times[name].append(time.perf_counter() - begin)
+                    found[name] = [hit.id for hit in hits]
+                same += found["cosine"] == found["normalized_ip"]
+        await store.pool.execute(f'DROP TABLE "{TABLE}_norm"')
+    p50 = {name: statistics.median(values) * 1e3 for name, values in times.items()}
+    return {
+        "p50_ms": {name: round(value, 3) for name, value in p50.items()},
+        "ratio_p50": round(p50["normalized_ip"] / p50["cosine"], 3),
+        "same_top10_share": round(same / (rounds * len(queries)), 3),
+    }
+
+
+async def _two_stage(
+    dsn: str,
+    directory: Path,
+    embeddings: Any,
+    queries: Any,
+    full_size: int,
+    full_build_s: float,
+) -> dict[str, Any]:
+    """A prefix index on half the dimensions with the default re-rank, through the index (the
+    planner forced onto it, as on a large table), against the set's exact ground truth."""
+    truth = np.load(directory / "groundtruth.npy")[:, :K]
+    dims = embeddings.shape[1] // 2
+    async with AsyncPGVectorStore(
+        connection_string=dsn,
+        dimensions=embeddings.shape[1],
+        table_name=f"{TABLE}_prefix",
+        id_type="bigint",
+        index_dimensions=dims,
+        auto_create_index=False,
+        pool_min_size=1,
+        pool_max_size=1,
+    ) as store:
+        await store.pool.execute(f'TRUNCATE "{TABLE}_prefix"')
+        await store.ingest(embeddings, ids=list(range(len(embeddings))))
+        started = time.perf_counter()
+        index = await store.create_index()
+        build_s = time.perf_counter() - started
+        await store.pool.execute(f'VACUUM ANALYZE "{TABLE}_prefix"')
+        await store.pool.execute(
+            "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off"
+        )
+        uses_index = (await store.explain_search(queries[0], k=K)).uses_vector_index
+        found = 0
+        for query, expected in zip(queries, truth, strict=True):
+            hits = await store.search(query, k=K)
+            found += len({hit.id for hit in hits} & set(expected.tolist()))
+        await store.pool.execute(f'DROP TABLE "{TABLE}_prefix"')
+    return {
+        "reduction": "prefix",
+        "index_dimensions": dims,
+        "candidates_per_result": store.config.candidates_per_result,
+        "recall_at_10": round(found / truth.size, 4),
+        "uses_index": uses_index,
+        "index_bytes": index.size_bytes,
+        "full_index_bytes": full_size,
+        "size_ratio": round(index.size_bytes / full_size, 3),
+        "build_s": round(build_s, 2),
+        "full_build_s": round(full_build_s, 2),
+        "build_ratio": round(build_s / full_build_s, 3),
     }
 
 

@@ -283,7 +283,7 @@ async def test_hybrid_fusion_matches_the_reference(
     text_store: AsyncPGVectorStore, options: dict[str, Any]
 ) -> None:
     query = _vectors(1, seed=3)[0]
-    text = "grid or mean or dogs"
+    text = "sampling"  # a plain word: the same query for text_search (web) and the hybrid leg
     candidates = 6
     hits = await text_store.hybrid_search(query, text, k=5, candidates=candidates, **options)
     vector_hits = await text_store.search(query, k=candidates)
@@ -493,3 +493,62 @@ async def test_normalized_cosine_runs_inner_product_and_reports_cosine(
 def test_normalize_needs_dense_vectors() -> None:
     with pytest.raises(ConfigurationError, match="normalize=True"):
         AsyncPGVectorStore(dimensions=8, vector_type="bit", metric="hamming", normalize=True)
+
+
+# -- two-stage search -----------------------------------------------------------------------------
+
+
+async def test_prefix_two_stage_search_keeps_recall(pg_dsn: str, table_name: str) -> None:
+    """A reduced HNSW index on the first half of real MiniLM embeddings, searched through the
+    index with the default re-rank: recall@10 against exact numpy ground truth stays >= 0.95."""
+    embeddings = np.load(TORCHDOCS / "embeddings.npy")[:4000]
+    queries = np.load(TORCHDOCS / "query_embeddings.npy")[:100]
+    truth = np.argsort(-(queries @ embeddings.T), axis=1)[:, :10]
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn,
+        dimensions=384,
+        table_name=table_name,
+        id_type="bigint",
+        index_dimensions=192,
+        auto_create_index=False,
+        pool_min_size=1,
+        pool_max_size=1,
+    ) as store:
+        await store.ingest(embeddings, ids=list(range(len(embeddings))))
+        status = await store.create_index()
+        assert status.definition is not None
+        assert "subvector(embedding, 1, 192)" in status.definition
+        assert status.name.endswith("_prefix192")
+        # 4,000 rows: the planner would rather scan; force the index as on a big table (on the
+        # pool's only connection, for the rest of the test).
+        await store.pool.execute(
+            "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off"
+        )
+        plan = await store.explain_search(queries[0], k=10)
+        assert plan.uses_vector_index, plan.plan
+        assert "LIMIT $2::integer * 8" in plan.sql  # candidates for the exact re-rank
+        found = 0
+        for query, expected in zip(queries, truth, strict=True):
+            hits = await store.search(query, k=10)
+            found += len({hit.id for hit in hits} & set(expected.tolist()))
+            assert hits == sorted(hits, key=lambda hit: hit.distance)
+        assert found / truth.size >= 0.95
+
+
+def test_index_dimensions_bad_input() -> None:
+    with pytest.raises(ConfigurationError, match="index_dimensions must be an integer from 1"):
+        AsyncPGVectorStore(dimensions=8, index_dimensions=8)
+    with pytest.raises(ConfigurationError, match="reduction 'pca' is not available"):
+        AsyncPGVectorStore(dimensions=8, index_dimensions=4, reduction="pca")
+    with pytest.raises(ConfigurationError, match="reduces dense vectors"):
+        AsyncPGVectorStore(dimensions=8, vector_type="sparsevec", index_dimensions=4)
+
+
+async def test_the_hybrid_text_leg_requires_every_word(text_store: AsyncPGVectorStore) -> None:
+    # A natural question's own "or" is a word there, not an operator (text_search differs).
+    assert {hit.id for hit in await text_store.text_search("cats or optimizer")} == {3, 5}
+    hits = await text_store.hybrid_search(_vectors(1)[0], "cats or optimizer", k=10)
+    assert len(hits) == 10
+    assert all(hit.text_rank is None for hit in hits)
+    both = await text_store.hybrid_search(_vectors(1)[0], "dogs park", k=10)
+    assert [hit.id for hit in both if hit.text_rank is not None] == [6]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ._sql import MAX_IDENTIFIER_BYTES, qualified, quote_ident
 from .config import StoreConfig
-from .indexes import DEFAULT_RERANK_FACTOR, INDEX_TYPES, index_expression
+from .indexes import INDEX_TYPES, index_expression, query_expression
 from .search.text import document_sql
 
 __all__ = ["DISTANCE_OPERATORS", "Statements", "derived_name"]
@@ -138,6 +138,8 @@ class Statements:
         """
         quant = self.config.index_quantization
         suffix = f"embedding_{index_type}" + ("" if quant == "none" else f"_{quant}")
+        if self.config.index_dimensions:
+            suffix += f"_prefix{int(self.config.index_dimensions)}"
         return derived_name(self.config.table_name, suffix)
 
     def index_names(self) -> list[str]:
@@ -390,17 +392,18 @@ class Statements:
 
     @property
     def rerank_factor(self) -> int:
-        quant = self.config.index_quantization
-        return self.config.rerank_factor or DEFAULT_RERANK_FACTOR[quant]
+        return self.config.candidates_per_result
 
     def _index_order(self, query: str) -> str:
-        """The ORDER BY of a quantized search: the index's own expression, so the index is used."""
+        """The ORDER BY of a two-stage search: the index's own expression, so the index is used."""
         c = self.config
-        quant = c.index_quantization
-        indexed = index_expression(self.col("embedding"), c.vector_type, c.dimensions, quant)
-        if quant == "halfvec":
-            return f"{indexed} {self.operator} ({query})::halfvec({c.dimensions})"
-        return f"{indexed} <~> binary_quantize({query})"
+        quant, prefix = c.index_quantization, c.index_dimensions
+        indexed = index_expression(
+            self.col("embedding"), c.vector_type, c.dimensions, quant, prefix
+        )
+        shaped = query_expression(query, c.vector_type, c.dimensions, quant, prefix)
+        operator = "<~>" if quant == "binary" else DISTANCE_OPERATORS[c.index_metric]
+        return f"{indexed} {operator} {shaped}"
 
     def _top_k(
         self,
@@ -435,7 +438,7 @@ class Statements:
         head = f"SELECT {', '.join(columns)} FROM {self.table}" + (
             f" WHERE {where}" if where else ""
         )
-        if self.config.index_quantization != "none":
+        if self.config.two_stage:
             factor = self.rerank_factor  # an int validated by StoreConfig
             candidates = f"{head} ORDER BY {self._index_order(query)} LIMIT {limit} * {int(factor)}"
             return f"SELECT * FROM ({candidates}) AS c ORDER BY distance LIMIT {limit}"

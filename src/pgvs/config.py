@@ -17,6 +17,7 @@ from typing import Any, Literal
 from ._sql import quote_ident
 from .errors import ConfigurationError, redact_dsn
 from .indexes import (
+    DEFAULT_RERANK_FACTOR,
     ITERATIVE_SCANS,
     MAX_EF_SEARCH,
     QUANTIZATIONS,
@@ -32,6 +33,7 @@ __all__ = [
     "METRICS_BY_TYPE",
     "METRIC_ALIASES",
     "OPTIONAL_COLUMNS",
+    "REDUCTIONS",
     "VECTOR_TYPES",
     "Metric",
     "StoreConfig",
@@ -99,6 +101,8 @@ OPTIONAL_COLUMNS = frozenset(
 _TS_CONFIG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
 
 _INDEX_TYPES: tuple[IndexType, ...] = ("none", "hnsw", "ivfflat")
+#: How a two-stage search reduces vectors for its index (``index_dimensions``).
+REDUCTIONS = ("prefix",)
 # Optional integer keys: (low, high), pgvector's bounds where it has them.
 _INT_BOUNDS: dict[str, tuple[int, int]] = {
     "ef_search": (1, MAX_EF_SEARCH),
@@ -152,6 +156,8 @@ class StoreConfig:
     text_search: str | None = None
     text_identifiers: bool = True
     normalize: bool = False
+    index_dimensions: int | None = None
+    reduction: str = "prefix"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
@@ -202,6 +208,7 @@ class StoreConfig:
             )
         self._check_text_search()
         self._check_normalize()
+        self._check_reduction()
         for key in ("auto_create_table", "auto_create_index"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigurationError(f"{key} must be True or False")
@@ -230,6 +237,27 @@ class StoreConfig:
                         "search indexes the content column through a content_tsv column"
                     )
         self._check_index()
+
+    def _check_reduction(self) -> None:
+        if self.reduction not in REDUCTIONS:
+            raise ConfigurationError(
+                f"reduction {self.reduction!r} is not available; this version has "
+                f"{', '.join(map(repr, REDUCTIONS))}",
+                hint="reduction='prefix' indexes the first index_dimensions dimensions "
+                "(Matryoshka-style embeddings); a PCA projection is not built yet.",
+            )
+        size = self.index_dimensions
+        if size is None:
+            return
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size < self.dimensions:
+            raise ConfigurationError(
+                f"index_dimensions must be an integer from 1 to dimensions - 1 "
+                f"({self.dimensions - 1}), got {size!r}"
+            )
+        if self.vector_type not in ("vector", "halfvec"):
+            raise ConfigurationError(
+                f"index_dimensions reduces dense vectors; vector_type {self.vector_type!r} is not"
+            )
 
     def _check_normalize(self) -> None:
         if not isinstance(self.normalize, bool):
@@ -322,8 +350,8 @@ class StoreConfig:
         if index_type != "none":
             problem = index_problem(
                 vector_type=self.vector_type,
-                metric=self.metric,
-                dimensions=self.dimensions,
+                metric=self.index_metric,
+                dimensions=self.indexed_dimensions,
                 index_type=index_type,
                 quantization=self.index_quantization,
             )
@@ -381,9 +409,42 @@ class StoreConfig:
         return self.metric
 
     @property
+    def indexed_dimensions(self) -> int:
+        """Dimensions the vector index holds: ``index_dimensions`` when set (two-stage search)."""
+        return self.index_dimensions or self.dimensions
+
+    @property
+    def index_metric(self) -> Metric:
+        """The metric of the index's operator class. A reduced index keeps the true metric: a
+        prefix of a unit vector is not unit, so the inner product would not rank as cosine."""
+        return self.metric if self.index_dimensions else self.search_metric
+
+    @property
     def index_quantization(self) -> Quantization:
         """The quantization indexes and searches use (``auto`` resolved)."""
-        return resolve_quantization(self.vector_type, self.dimensions, self.quantization)
+        return resolve_quantization(self.vector_type, self.indexed_dimensions, self.quantization)
+
+    @property
+    def two_stage(self) -> bool:
+        """Whether searches take candidates from a reduced or quantized index, then re-rank."""
+        return self.index_quantization != "none" or self.index_dimensions is not None
+
+    @property
+    def candidates_per_result(self) -> int:
+        """Rows a two-stage search fetches per result (1 otherwise): ``rerank_factor``, else 10
+        for binary quantization, 1 for halfvec, and for a reduced index 4 per halving of the
+        dimensions (``ceil(4 * dimensions / index_dimensions)``). Measured on the MiniLM text
+        set (exact prefix search, then the exact re-rank): prefix-192 of 384 gives recall@10
+        0.938 with 4 candidates per result, 0.977 with 8; prefix-128, 0.92 with 8, 0.933 with
+        10."""
+        if not self.two_stage:
+            return 1
+        if self.rerank_factor:
+            return self.rerank_factor
+        factor = DEFAULT_RERANK_FACTOR[self.index_quantization]
+        if self.index_dimensions:
+            factor = max(factor, math.ceil(4 * self.dimensions / self.index_dimensions))
+        return factor
 
     def __repr__(self) -> str:
         shown = []

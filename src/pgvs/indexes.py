@@ -52,6 +52,7 @@ __all__ = [
     "operator_class",
     "parse_reloptions",
     "progress_from_row",
+    "query_expression",
     "resolve_quantization",
     "uses_index",
     "version_tuple",
@@ -262,13 +263,41 @@ class IndexSpec:
         )
 
 
-def index_expression(column_sql: str, vector_type: str, dimensions: int, quant: str) -> str:
-    """The indexed expression; searches must order by exactly this to use the index."""
+def index_expression(
+    column_sql: str, vector_type: str, dimensions: int, quant: str, prefix: int | None = None
+) -> str:
+    """The indexed expression; searches must order by exactly this to use the index.
+
+    ``prefix``: the index holds the first ``prefix`` dimensions only (``subvector``; cast to a
+    typed ``vector(n)``/``halfvec(n)``, which an index needs); quantization then applies to that.
+    The query side is :func:`query_expression` of the same arguments.
+    """
+    if prefix is not None:
+        column_sql = f"subvector({column_sql}, 1, {int(prefix)})"
+        dimensions = int(prefix)
+        if quant == "none":
+            return f"({column_sql}::{vector_type}({dimensions}))"
     if quant == "halfvec":
         return f"({column_sql}::halfvec({dimensions}))"
     if quant == "binary":
         return f"(binary_quantize({column_sql})::bit({dimensions}))"
     return column_sql
+
+
+def query_expression(
+    query_sql: str, vector_type: str, dimensions: int, quant: str, prefix: int | None = None
+) -> str:
+    """The query vector shaped like :func:`index_expression`'s indexed value."""
+    if prefix is not None:
+        query_sql = f"subvector({query_sql}, 1, {int(prefix)})"
+        dimensions = int(prefix)
+        if quant == "none":
+            return f"({query_sql})::{vector_type}({dimensions})"
+    if quant == "halfvec":
+        return f"({query_sql})::halfvec({dimensions})"
+    if quant == "binary":
+        return f"binary_quantize({query_sql})"
+    return query_sql
 
 
 def build_settings(

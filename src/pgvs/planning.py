@@ -17,7 +17,6 @@ from .errors import ConfigurationError
 from .indexes import (
     DEFAULT_EF_SEARCH,
     DEFAULT_PROBES,
-    DEFAULT_RERANK_FACTOR,
     INDEX_TYPES,
     MAX_EF_SEARCH,
     PGVS_EF_SEARCH,
@@ -29,7 +28,6 @@ from .indexes import (
     index_problem,
     indexed_as,
     operator_class,
-    resolve_quantization,
 )
 
 __all__ = [
@@ -53,11 +51,11 @@ def index_spec(
     """The index to build for ``config``; IVFFlat's ``lists`` defaults from ``rows``."""
     if index_type not in INDEX_TYPES:
         raise ConfigurationError(f"index type {index_type!r} is not one of hnsw, ivfflat")
-    quant = resolve_quantization(config.vector_type, config.dimensions, config.quantization)
+    quant = config.index_quantization
     problem = index_problem(
         vector_type=config.vector_type,
-        metric=config.search_metric,
-        dimensions=config.dimensions,
+        metric=config.index_metric,
+        dimensions=config.indexed_dimensions,
         index_type=index_type,
         quantization=quant,
     )
@@ -68,12 +66,14 @@ def index_spec(
     checked = check_index_params(index_type, params)
     if index_type == "ivfflat" and "lists" not in checked:
         checked["lists"] = default_lists(rows)
-    indexed_type, indexed_metric = indexed_as(config.vector_type, config.search_metric, quant)
+    indexed_type, indexed_metric = indexed_as(config.vector_type, config.index_metric, quant)
     return IndexSpec(
         name=name,
         index_type=index_type,
         opclass=operator_class(indexed_type, indexed_metric, index_type),
-        expression=index_expression(column_sql, config.vector_type, config.dimensions, quant),
+        expression=index_expression(
+            column_sql, config.vector_type, config.dimensions, quant, config.index_dimensions
+        ),
         params=checked,
         quantization=quant,
     )
@@ -140,9 +140,7 @@ def search_settings(
       the vector index and the filter's own indexes knowing the filter's values, never from a
       cached generic plan.
     """
-    quant = resolve_quantization(config.vector_type, config.dimensions, config.quantization)
-    factor = config.rerank_factor or DEFAULT_RERANK_FACTOR[quant]
-    candidates = k * factor if quant != "none" else k
+    candidates = k * config.candidates_per_result
     settings: dict[str, str] = {}
     if exact:
         settings["enable_indexscan"] = "off"
@@ -166,7 +164,7 @@ def search_settings(
         mode = config.iterative_scan
     elif ann and candidates > ef:
         mode = "strict_order"
-    if mode == "strict_order" and quant != "none":
+    if mode == "strict_order" and config.two_stage:
         mode = "relaxed_order"  # candidates are re-ranked anyway; relaxed is cheaper
     if mode != "off":
         settings["hnsw.iterative_scan"] = mode
@@ -179,7 +177,7 @@ def search_settings(
         settings["plan_cache_mode"] = "force_custom_plan"
     # A quantized search re-ranks in its outer query; a plain one re-sorts only when an
     # iterative scan (possibly relaxed) ran.
-    resort = mode != "off" and quant == "none"
+    resort = mode != "off" and not config.two_stage
     return QueryPlan(tuple(settings.items()), resort, candidates)
 
 

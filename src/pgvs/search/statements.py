@@ -35,7 +35,7 @@ class SearchStatements:
         tsv = sql.col("content_tsv")
         return (
             f"SELECT {sql.id_select} AS id, ts_rank_cd({tsv}, q.q) AS score "
-            f"FROM {sql.table}, {query_sql(sql.config, f'${text_param}')} AS q(q) "
+            f"FROM {sql.table}, {query_sql(sql.config, f'${text_param}', syntax='plain')} AS q(q) "
             f"WHERE {self._where(condition, f'{tsv} @@ q.q')} "
             f"ORDER BY score DESC, id LIMIT {limit}"
         )

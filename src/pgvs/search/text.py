@@ -42,13 +42,21 @@ def document_sql(config: StoreConfig, content_sql: str) -> str:
     return f"to_tsvector({_config_literal(config)}, {text})"
 
 
-def query_sql(config: StoreConfig, param_sql: str) -> str:
-    """The ``tsquery`` of a user's text (``param_sql`` a ``$n``): web-search syntax (quotes for
-    phrases, ``or``, ``-`` to exclude), which never raises a syntax error on any input."""
+def query_sql(config: StoreConfig, param_sql: str, *, syntax: str = "web") -> str:
+    """The ``tsquery`` of a user's text (``param_sql`` a ``$n``); neither form ever raises a
+    syntax error, whatever the input.
+
+    ``web``: web-search syntax (quotes for phrases, ``or``, ``-`` to exclude), for
+    ``text_search``. ``plain``: every word required, no operators, for the text leg of hybrid
+    search, which usually gets the same natural-language question as the vector leg: there a
+    question's own "or" ("which function or class ...") would make the leg match half the
+    corpus and drown the vector leg's answer (measured on the torchdocs natural queries).
+    """
     text = f"{param_sql}::text"
     if config.text_identifiers:
         text = _SEPARATORS.format(text)
-    return f"websearch_to_tsquery({_config_literal(config)}, {text})"
+    function = "websearch_to_tsquery" if syntax == "web" else "plainto_tsquery"
+    return f"{function}({_config_literal(config)}, {text})"
 
 
 def check_text(text: Any, what: str = "text") -> str:

@@ -81,7 +81,7 @@ class StoreContext:
         self.ip_for_cosine = config.search_metric != config.metric
         self.filter_target = self._filter_target()
         # Rows a quantized index yields per result before the exact re-rank.
-        self.rows_per_result = self.sql.rerank_factor if config.index_quantization != "none" else 1
+        self.rows_per_result = config.candidates_per_result
         self.sparse_limit = (
             SPARSEVEC_HNSW_MAX_NONZERO
             if config.vector_type == "sparsevec" and config.index_type == "hnsw"
