@@ -136,6 +136,7 @@ LAYERS = [
             "pgvs._batches",
             "pgvs._copy_sql",
             "pgvs.progress",
+            "pgvs.tuning",
         },
     ),
     ("store parts", {"pgvs.store"}),
