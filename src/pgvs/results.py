@@ -344,6 +344,11 @@ class TuneReport:
             lines.append(f"applied: {self.parameter} = {self.setting} is the store's default")
         if self.hint:
             lines.append(f"hint: {self.hint}")
+        if self.sampled:
+            lines.append(
+                "note: measured on stored rows; queries unlike them (questions against passages, "
+                "another source) can need a larger setting: tune with queries= of your own"
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:
