@@ -26,7 +26,7 @@ from .. import indexes as ix
 from .. import tuning
 from .._sql import qualified
 from ..errors import ConfigurationError, ValidationError
-from ..planning import search_settings, set_local_sql
+from ..planning import QueryPlan, search_settings, set_local_sql
 from ..results import IndexStatus, TunePoint, TuneReport
 from ._context import StoreContext
 from ._index_manager import IndexManager
@@ -111,7 +111,9 @@ class Tuner:
             condition=condition.sql if filter else None,
             include_metadata=False,
             include_vectors=False,
-            resort=filtered,  # a filtered search runs an iterative scan: its rows are re-sorted
+            # As search() would: an iterative scan's rows (a filtered search's) are re-sorted.
+            # Whether one runs does not depend on the setting, which is never below the rows.
+            resort=self._plan(parameter, low, rows, filtered).resort,
         )
         deadline = None if max_seconds is None else started + max_seconds
         sweep = tuning.Sweep(float(target_recall), low, high)
@@ -206,8 +208,14 @@ class Tuner:
     ) -> list[tuple[str, str]]:
         """What a search at ``setting`` runs with: the store's plan for it (iterative scans when
         filtered), the setting itself, and the vector index forced."""
+        settings = dict(self._plan(parameter, setting, rows, filtered).settings)
+        settings[parameter] = str(setting)
+        settings.update(tuning.FORCE_INDEX_SETTINGS)
+        return list(settings.items())
+
+    def _plan(self, parameter: str, setting: int, rows: int, filtered: bool) -> QueryPlan:
         hnsw = parameter == "hnsw.ef_search"
-        plan = search_settings(
+        return search_settings(
             self.ctx.config,
             k=rows,
             filtered=filtered,
@@ -217,10 +225,6 @@ class Tuner:
             probes=None if hnsw else setting,
             iterative=self.indexes.iterative,
         )
-        settings = dict(plan.settings)
-        settings[parameter] = str(setting)
-        settings.update(tuning.FORCE_INDEX_SETTINGS)
-        return list(settings.items())
 
     async def _exact(
         self,

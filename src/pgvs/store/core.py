@@ -447,8 +447,8 @@ class AsyncPGVectorStore:
         ``progress``: called with each measured :class:`~pgvs.results.TunePoint` (it may be a
         coroutine function).
 
-        ``apply=True`` makes the chosen setting the default of every store that opens this table
-        from now on, in any process: it is kept as a comment on the vector index (so dropping
+        ``apply=True`` makes ``report.setting`` (when the target is out of reach: the best one
+        measured) the default of every store that opens this table from now on, in any process: it is kept as a comment on the vector index (so dropping
         or rebuilding the index with other parameters discards it) and read at ``initialize()``.
         A store's configured ``ef_search``/``probes`` still take precedence, and a call's
         ``search(..., ef_search=...)`` overrides either. Stores already open elsewhere keep
