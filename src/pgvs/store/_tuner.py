@@ -132,9 +132,15 @@ class Tuner:
                         connection, settings, search_sql, values[0], rows, params
                     )
                 point = await self._measure(
-                    connection, settings, search_sql, values, own_ids, truths, rows, k, params
+                    connection,
+                    setting,
+                    settings,
+                    search_sql,
+                    (values, own_ids, truths),
+                    rows,
+                    k,
+                    params,
                 )
-                point = dataclasses.replace(point, setting=setting)
                 sweep.record(setting, point.recall)
                 points.append(point)
                 if progress is not None:
@@ -289,18 +295,19 @@ class Tuner:
     async def _measure(
         self,
         connection: PoolConnectionProxy[asyncpg.Record],
+        setting: int,
         settings: Sequence[tuple[str, str]],
         sql: str,
-        values: Sequence[Any],
-        own_ids: Sequence[Any],
-        truths: Sequence[Truth],
+        queries: tuple[Sequence[Any], Sequence[Any], Sequence[Truth]],
         rows: int,
         k: int,
         params: Sequence[Any],
     ) -> TunePoint:
-        """Every query at one setting: its recall@k and its statement's round trip."""
+        """Every query (value, own id, exact answer) at one setting: its recall@k and its
+        statement's round trip. ``rows``: as many as the exact answers asked for."""
         recalls: list[float | None] = []
         latencies: list[float] = []
+        values, own_ids, truths = queries
         async with _read_only(connection, settings):
             for value, own, truth in zip(values, own_ids, truths, strict=True):
                 begun = time.perf_counter()
@@ -308,7 +315,7 @@ class Tuner:
                 latencies.append((time.perf_counter() - begun) * 1000)
                 hits = [(r["id"], float(r["distance"])) for r in found if r["id"] != own]
                 recalls.append(tuning.recall_at_k(hits, truth, k))
-        return tuning.measure_point(0, recalls, latencies)
+        return tuning.measure_point(setting, recalls, latencies)
 
     async def _persist(self, status: IndexStatus, report: TuneReport) -> None:
         """Make ``report.setting`` the default of every store on this index: a comment on the
