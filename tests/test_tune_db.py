@@ -297,3 +297,36 @@ async def test_a_report_plots(sift: dict[str, Any], tmp_path: Path) -> None:
     data = path.read_bytes()
     assert len(data) > 0
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_a_tenant_tunes_its_domains_filtered_path(pg_dsn: str) -> None:
+    config = await build_table(pg_dsn, "glove50-5k-angular", "cosine", domain_id="tenant-a")
+    async with AsyncPGVectorStore(config) as store:
+        report = await store.tune(target_recall=0.9, k=10, sample=50)
+        check_report(report, 0.9)
+        assert report.filtered  # every search of a tenant is filtered by its domain
+        assert report.points[0].setting == 11
+    async with AsyncPGVectorStore(config, domain_id="tenant-b") as other:
+        with pytest.raises(ValidationError, match="only 0 rows are stored"):
+            await other.tune(sample=1)
+
+
+async def test_a_quantized_index_is_held_back_by_its_rerank_factor(pg_dsn: str) -> None:
+    # A binary index ranks k * rerank_factor candidates by hamming distance, then re-ranks them
+    # by the real distance (the exact answers use the real distance throughout). With only 4
+    # candidates per result on 50-d GloVe, no ef_search reaches 0.8: the hint says why.
+    config = await build_table(
+        pg_dsn, "glove50-5k-angular", "cosine", quantization="binary", rerank_factor=4
+    )
+    async with AsyncPGVectorStore(config) as store:
+        report = await store.tune(target_recall=0.8, k=10, sample=50)
+    assert report.points[0].setting == 11 * 4  # ef_search covers every candidate
+    assert report.points[-1].setting == 1000
+    assert report.complete
+    assert not report.reachable
+    assert report.best_recall is not None
+    assert report.best_recall < 0.8
+    assert report.recall == report.best_recall
+    assert report.hint is not None
+    assert "raise rerank_factor" in report.hint
+    assert "target not reached" in str(report)

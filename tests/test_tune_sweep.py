@@ -223,6 +223,28 @@ def test_an_unreachable_target_gives_the_best_setting_and_a_hint() -> None:
     assert "target not reached: best recall 0.900 at hnsw.ef_search = 640" in str(report)
 
 
+def test_a_quantized_index_is_told_to_rerank_more() -> None:
+    points, done = _points({10: 0.5, 1000: 0.6})
+    report = build_report(
+        parameter="hnsw.ef_search",
+        index_type="hnsw",
+        target_recall=0.95,
+        k=10,
+        queries=10,
+        sampled=False,
+        filtered=False,
+        points=points,
+        sweep=done,
+        exact_p50_ms=1.0,
+        complete=True,
+        elapsed_seconds=1.0,
+        quantized=True,
+    )
+    assert report.hint is not None
+    assert "raise rerank_factor" in report.hint
+    assert "note: measured on stored rows" not in str(report)  # given queries
+
+
 def test_a_deadline_marks_the_report_incomplete() -> None:
     report = _report(*_points({10: 0.5}), complete=False)
     assert (report.setting, report.reachable, report.complete) == (10, False, False)

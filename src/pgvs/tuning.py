@@ -214,9 +214,17 @@ class Sweep:
         return passing - failing
 
 
-def _hint(parameter: str, index_type: str, complete: bool, high: int) -> str:
+def _hint(parameter: str, index_type: str, complete: bool, high: int, quantized: bool) -> str:
     if not complete:
         return "The deadline ran out before the target was reached: raise max_seconds."
+    if quantized:
+        # Only k * rerank_factor candidates are re-ranked by exact distance: past a point a
+        # wider index scan finds no better candidates, so the knob cannot raise the recall.
+        return (
+            f"Even {parameter} = {high} does not reach the target: a quantized index re-ranks "
+            "k * rerank_factor candidates, so raise rerank_factor in the store's config (or "
+            "quantize less)."
+        )
     if index_type == "hnsw":
         return (
             f"Even {parameter} = {high} does not reach the target: rebuild the index with a "
@@ -243,9 +251,11 @@ def build_report(
     exact_p50_ms: float,
     complete: bool,
     elapsed_seconds: float,
+    quantized: bool = False,
 ) -> TuneReport:
     """The report of a sweep: the smallest setting reaching the target, or, when none did, the
-    one with the best recall (with a hint); ``complete`` is False when a deadline cut it short."""
+    one with the best recall (with a hint; ``quantized``: the index re-ranks candidates);
+    ``complete`` is False when a deadline cut it short."""
     chosen = sweep.chosen
     if chosen is None and points:
         best = max(points, key=lambda p: (p.recall, -p.setting))
@@ -265,7 +275,7 @@ def build_report(
         complete=complete,
         step=sweep.step,
         exact_p50_ms=exact_p50_ms,
-        hint=None if reached else _hint(parameter, index_type, complete, sweep.high),
+        hint=None if reached else _hint(parameter, index_type, complete, sweep.high, quantized),
         elapsed_seconds=elapsed_seconds,
     )
 

@@ -160,6 +160,7 @@ class Tuner:
             exact_p50_ms=tuning.quantile(exact_ms, 0.5),
             complete=complete,
             elapsed_seconds=time.perf_counter() - started,
+            quantized=ctx.rows_per_result > 1,
         )
         if apply and report.setting is not None:
             await self._persist(status, report)
