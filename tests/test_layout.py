@@ -137,6 +137,7 @@ LAYERS = [
             "pgvs._copy_sql",
             "pgvs.progress",
             "pgvs.search",
+            "pgvs.tuning",
         },
     ),
     ("store parts", {"pgvs.store"}),

@@ -28,7 +28,14 @@ from .types import Bit, HalfVector, SparseVector, Vector
 
 if TYPE_CHECKING:
     from .config import StoreConfig
-    from .results import IndexProgress, IndexStatus, Record, SearchExplanation, SearchResult
+    from .results import (
+        IndexProgress,
+        IndexStatus,
+        Record,
+        SearchExplanation,
+        SearchResult,
+        TuneReport,
+    )
     from .store import AsyncPGVectorStore, VectorStoreFactory
     from .sync import PGVectorStore
 
@@ -44,6 +51,7 @@ _LAZY = {
     "IndexStatus": "pgvs.results",
     "IndexProgress": "pgvs.results",
     "SearchExplanation": "pgvs.results",
+    "TuneReport": "pgvs.results",
 }
 
 __all__ = [
@@ -70,6 +78,7 @@ __all__ = [
     "SparseVector",
     "StoreClosedError",
     "StoreConfig",
+    "TuneReport",
     "ValidationError",
     "Vector",
     "VectorStoreFactory",

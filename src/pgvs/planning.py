@@ -80,21 +80,31 @@ def index_spec(
 
 
 def session_settings(
-    config: StoreConfig, *, managed: bool, lists: int | None = None
+    config: StoreConfig,
+    *,
+    managed: bool,
+    lists: int | None = None,
+    tuned: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Store-level query settings, sent as startup parameters of the store's own connections.
 
     They are the session defaults of a pool no one else uses, so they cost no round trip and
     cannot leak: per-call values and filtered-search settings go in ``SET LOCAL`` instead. The
     config's ``ef_search``/``probes`` when set; else, for an index pgvs manages (``managed``),
+    the value ``store.tune(apply=True)`` persisted for it (``tuned``, read from the index), else
     pgvs's defaults: ef_search :data:`PGVS_EF_SEARCH`, probes sqrt(``lists``) of the IVFFlat
     index. Otherwise the server's own defaults apply (nothing is sent).
     """
     settings: dict[str, str] = {}
-    ef = config.ef_search or (PGVS_EF_SEARCH if managed else None)
+    tuned = tuned if managed and tuned else {}
+    ef = config.ef_search or tuned.get("hnsw.ef_search") or (PGVS_EF_SEARCH if managed else None)
     if ef is not None:
         settings["hnsw.ef_search"] = str(ef)
-    probes = config.probes or (default_probes(lists) if managed and lists else None)
+    probes = (
+        config.probes
+        or tuned.get("ivfflat.probes")
+        or (default_probes(lists) if managed and lists else None)
+    )
     if probes is not None:
         settings["ivfflat.probes"] = str(probes)
     return settings

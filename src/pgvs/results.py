@@ -6,7 +6,7 @@ store.search(q)``, ``hits[0][1]``, ``len(hit) == 3``, ``hit == (hit.id, hit.scor
 (``distance``, ``content``, ...) are attributes. Like a tuple holding a dict, a hit with metadata
 is not hashable; equality and ordering are the tuple's.
 
-Pure: no I/O, no driver, no numpy.
+Pure: no I/O, no driver, no numpy (``TuneReport.plot`` alone writes a file, with matplotlib).
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, overload
+
+from .errors import ConfigurationError, ValidationError
 
 __all__ = [
     "IndexProgress",
@@ -24,6 +27,8 @@ __all__ = [
     "Record",
     "SearchExplanation",
     "SearchResult",
+    "TunePoint",
+    "TuneReport",
 ]
 
 
@@ -234,3 +239,173 @@ class IngestResult:
     @property
     def rows_per_second(self) -> float:
         return self.rows_read / self.elapsed_seconds if self.elapsed_seconds > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class TunePoint:
+    """One setting measured by ``store.tune()``: recall@k over the queries and latency.
+
+    ``recall`` is the mean recall@k, ``p05_recall`` the recall the worst 5 % of queries stay
+    under; ``p50_ms``/``p95_ms`` the median and 95th percentile of one search's server round trip.
+    """
+
+    setting: int
+    recall: float
+    p05_recall: float
+    p50_ms: float
+    p95_ms: float
+
+
+_PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    """What ``store.tune()`` measured and chose. ``print(report)`` shows it as a table.
+
+    ``points`` is the curve, one :class:`TunePoint` per setting of ``parameter``
+    (``hnsw.ef_search`` or ``ivfflat.probes``), by setting. ``setting`` is the smallest measured
+    setting whose mean recall@k reached ``target_recall``; when none did (``reachable`` False),
+    the one with the best recall, and ``hint`` says what to change. ``step`` is the width of the
+    bisection's last bracket: the smallest setting reaching the target on these queries lies
+    within ``step`` below ``setting``. ``complete`` is False when ``max_seconds`` ran out first
+    (the report then holds the best setting measured so far). ``applied``: persisted as the
+    store's default (``apply=True``).
+    """
+
+    parameter: str
+    index_type: str
+    target_recall: float
+    k: int
+    queries: int
+    sampled: bool  # queries drawn from the stored rows (each excluded from its own answers)
+    filtered: bool
+    points: tuple[TunePoint, ...]
+    setting: int | None
+    reachable: bool
+    complete: bool
+    step: int
+    exact_p50_ms: float
+    hint: str | None = None
+    elapsed_seconds: float = 0.0
+    applied: bool = False
+
+    @property
+    def chosen(self) -> TunePoint | None:
+        """The curve's point of ``setting``."""
+        return next((p for p in self.points if p.setting == self.setting), None)
+
+    @property
+    def recall(self) -> float | None:
+        """Mean recall@k at the chosen setting."""
+        point = self.chosen
+        return point.recall if point is not None else None
+
+    @property
+    def p50_ms(self) -> float | None:
+        """Median latency at the chosen setting."""
+        point = self.chosen
+        return point.p50_ms if point is not None else None
+
+    @property
+    def best_recall(self) -> float | None:
+        """The best mean recall any measured setting gave."""
+        return max((p.recall for p in self.points), default=None)
+
+    def to_table(self) -> str:
+        """The report as plain text: a header, the curve (the chosen row marked), a verdict."""
+        name = self.parameter.split(".")[-1]
+        source = "sampled stored vectors" if self.sampled else "given queries"
+        lines = [
+            f"tune {self.parameter} ({self.index_type}) for recall@{self.k} >= "
+            f"{self.target_recall:g}: {self.queries} {source}"
+            + (", filtered" if self.filtered else ""),
+            f"{name:>10}  {'recall':>7}  {'p05 recall':>10}  {'p50 ms':>8}  {'p95 ms':>8}",
+        ]
+        for p in self.points:
+            mark = "  <- chosen" if p.setting == self.setting else ""
+            lines.append(
+                f"{p.setting:>10}  {p.recall:>7.3f}  {p.p05_recall:>10.3f}  "
+                f"{p.p50_ms:>8.3f}  {p.p95_ms:>8.3f}{mark}"
+            )
+        lines.append(f"{'exact':>10}  {1.0:>7.3f}  {1.0:>10.3f}  {self.exact_p50_ms:>8.3f}")
+        point = self.chosen
+        if point is not None and self.reachable:
+            speed = self.exact_p50_ms / point.p50_ms if point.p50_ms > 0 else math.inf
+            lines.append(
+                f"chosen: {self.parameter} = {self.setting} (recall {point.recall:.3f}, "
+                f"p50 {point.p50_ms:.3f} ms, {speed:.1f}x the exact scan's speed; "
+                f"within {self.step} of the smallest setting reaching the target)"
+            )
+        elif point is not None:
+            lines.append(
+                f"target not reached: best recall {point.recall:.3f} at "
+                f"{self.parameter} = {self.setting}"
+            )
+        else:
+            lines.append("no setting was measured")
+        if not self.complete:
+            lines.append("incomplete: max_seconds ran out")
+        if self.applied:
+            lines.append(f"applied: {self.parameter} = {self.setting} is the store's default")
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        if self.sampled:
+            lines.append(
+                "note: measured on stored rows; queries unlike them (questions against passages, "
+                "another source) can need a larger setting: tune with queries= of your own"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_table()
+
+    def plot(self, path: str | Path, *, title: str | None = None) -> Path:
+        """Write the recall-latency curve to ``path`` (``.png``, ``.svg`` or ``.pdf``).
+
+        Mean and p05 recall against the median latency, one point per setting, labelled with
+        it; the target and the exact scan's latency as lines; the chosen setting circled. Needs
+        matplotlib (``pip install 'pgvs[plot]'``). Returns the path written.
+        """
+        target = Path(path)
+        if target.suffix.lower() not in _PLOT_FORMATS:
+            raise ValidationError(
+                f"plot path {str(target)!r} must end in one of {', '.join(_PLOT_FORMATS)}"
+            )
+        try:
+            from matplotlib.figure import Figure
+        except ImportError as exc:
+            raise ConfigurationError(
+                "TuneReport.plot() draws with matplotlib, which is not installed",
+                hint="pip install 'pgvs[plot]' (or matplotlib).",
+            ) from exc
+        # Figure without pyplot: no global backend or figure registry is touched.
+        figure = Figure(figsize=(7.0, 4.5), layout="constrained")
+        axes = figure.add_subplot()
+        latency = [p.p50_ms for p in self.points]
+        axes.plot(latency, [p.recall for p in self.points], "o-", label=f"mean recall@{self.k}")
+        axes.plot(latency, [p.p05_recall for p in self.points], "x:", label=f"p05 recall@{self.k}")
+        for p in self.points:
+            axes.annotate(
+                str(p.setting), (p.p50_ms, p.recall), textcoords="offset points", xytext=(4, -10)
+            )
+        axes.axhline(self.target_recall, color="grey", linestyle="--", label="target")
+        axes.axvline(self.exact_p50_ms, color="red", linestyle="-.", label="exact scan p50")
+        point = self.chosen
+        if point is not None:
+            axes.plot(
+                [point.p50_ms],
+                [point.recall],
+                "o",
+                markersize=14,
+                markerfacecolor="none",
+                color="green",
+                label=f"chosen {self.parameter} = {point.setting}",
+            )
+        axes.set_xlabel("p50 latency per search (ms)")
+        axes.set_ylabel(f"recall@{self.k}")
+        axes.set_title(title or f"{self.parameter}: recall vs latency ({self.queries} queries)")
+        axes.grid(True, alpha=0.3)
+        axes.legend(loc="lower right")
+        figure.savefig(target)
+        return target

@@ -79,3 +79,5 @@ class PGVectorStore(SyncStoreBase):
     aindex_status = coroutine_twin(AsyncPGVectorStore.index_status)
     wait_for_index = blocking_twin(AsyncPGVectorStore.wait_for_index)
     await_for_index = coroutine_twin(AsyncPGVectorStore.wait_for_index)
+    tune = blocking_twin(AsyncPGVectorStore.tune)
+    atune = coroutine_twin(AsyncPGVectorStore.tune)

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from .. import indexes as ix
-from .. import planning
+from .. import planning, tuning
 from ..errors import ConfigurationError, DatabaseError, translate_error
 from ..progress import IndexProgressBar, ProgressCallback
 from ..results import IndexProgress, IndexStatus
@@ -46,6 +46,7 @@ class IndexManager:
         # ANN-only settings and pgvs's query defaults apply then.
         self.ann = ctx.config.index_type != "none"
         self.lists: int | None = None  # lists of the store's IVFFlat index, if any
+        self.tuned: dict[str, str] = {}  # what tune(apply=True) left on the indexes' comments
         self.iterative = True  # the server's pgvector has iterative scans (set at bootstrap)
         # Automatic index creation (one background task at a time per store).
         self._task: asyncio.Task[None] | None = None
@@ -73,6 +74,7 @@ class IndexManager:
         c = self.ctx.config
         statuses = await self.read_statuses(connection)
         self.note_statuses(statuses)
+        await self.load_tuned(connection)
         if c.index_type == "none" or not c.auto_create_index:
             return False
         status = statuses[0]  # the configured type's index
@@ -174,11 +176,23 @@ class IndexManager:
         )
 
     def desired_session(self) -> dict[str, str]:
-        return planning.session_settings(self.ctx.config, managed=self.ann, lists=self.lists)
+        return planning.session_settings(
+            self.ctx.config, managed=self.ann, lists=self.lists, tuned=self.tuned
+        )
+
+    async def load_tuned(self, connection: Any) -> None:
+        """Read the settings ``tune(apply=True)`` persisted on this store's indexes' comments."""
+        rows = await connection.fetch(
+            tuning.TUNED_COMMENTS_QUERY, self.ctx.config.schema, self.ctx.sql.index_names()
+        )
+        self.tuned = {}
+        for row in rows:
+            self.tuned.update(tuning.parse_tuned_comment(row["comment"]))
 
     async def refresh_session(self, connection: Any) -> None:
         """Re-read the store's indexes and bring the pool's query defaults in step with them."""
         self.note_statuses(await self.read_statuses(connection))
+        await self.load_tuned(connection)
         await self.session.apply_settings(self.desired_session())
 
     async def status_named(self, connection: Any, name: str) -> IndexStatus:

@@ -2,7 +2,7 @@
 
 This class owns the public API and its documentation; every method hands its work to one part
 (:mod:`._context` for what needs no I/O, :mod:`._session` for connections, :mod:`._bootstrap`,
-:mod:`._writes`, :mod:`._reads`, :mod:`._index_manager`, :mod:`._ingest`) and every exception
+:mod:`._writes`, :mod:`._reads`, :mod:`._index_manager`, :mod:`._ingest`, :mod:`._tuner`) and every exception
 leaves through :func:`pgvs.errors.translated`. The sync facade (:mod:`pgvs.sync`) is generated
 from the public coroutines here: ``python scripts/generate_sync.py`` after changing one.
 """
@@ -19,7 +19,14 @@ import numpy.typing as npt
 from ..config import StoreConfig
 from ..errors import ConfigurationError, translated
 from ..progress import IngestProgressCallback, ProgressCallback
-from ..results import IndexStatus, IngestResult, Record, SearchExplanation, SearchResult
+from ..results import (
+    IndexStatus,
+    IngestResult,
+    Record,
+    SearchExplanation,
+    SearchResult,
+    TuneReport,
+)
 from ._bootstrap import prepare_schema
 from ._context import StoreContext
 from ._index_manager import IndexManager
@@ -27,6 +34,7 @@ from ._ingest import ingest_columns, run_ingest
 from ._reads import Reader
 from ._session import Session
 from ._strategies import Strategies
+from ._tuner import TuneProgress, Tuner
 from ._writes import Writer
 
 __all__ = ["AsyncPGVectorStore", "ProgressCallback", "VectorStoreFactory"]
@@ -55,6 +63,7 @@ class AsyncPGVectorStore:
         self._reader = Reader(self._ctx, self._session, self._indexes)
         self._writer = Writer(self._ctx, self._session, self._indexes.after_write)
         self._strategies = Strategies(self._ctx, self._session, self._reader)
+        self._tuner = Tuner(self._ctx, self._session, self._indexes)
 
     def __repr__(self) -> str:
         c = self._ctx.config
@@ -502,6 +511,62 @@ class AsyncPGVectorStore:
         (the build goes on).
         """
         return await self._indexes.wait_for_index(timeout)
+
+    @translated
+    async def tune(
+        self,
+        *,
+        target_recall: float = 0.95,
+        k: int = 10,
+        queries: Any = None,
+        sample: int = 200,
+        filter: Mapping[str, Any] | None = None,
+        max_seconds: float | None = None,
+        progress: TuneProgress | None = None,
+        apply: bool = False,
+    ) -> TuneReport:
+        """Measure which ``hnsw.ef_search`` (or ``ivfflat.probes``) gives ``target_recall``.
+
+        Recall@``k`` is measured on this store's own data against an exact scan run on the same
+        server (index scans off), for ``queries`` (vectors, as for ``search_batch``) or, by
+        default, ``sample`` stored vectors drawn at random (the same ones on every call while
+        the table is unchanged), each excluded from its own answers. The setting is swept
+        upward by doubling, then bisected, until the smallest setting whose mean recall reaches
+        the target is bracketed; every point records mean and p05 recall and the p50 and p95
+        latency of one search's round trip. The vector index is forced while measuring (a small
+        table's planner may prefer an exact scan, which a larger one would not). With a
+        ``filter`` (or a tenant store) the filtered path is tuned on that filter, iterative
+        scans included, and the sample is drawn from the matching rows.
+
+        Returns a :class:`~pgvs.results.TuneReport`: ``print(report)`` shows the curve and the
+        choice; ``report.plot("tune.png")`` draws it (``pip install 'pgvs[plot]'``). When no
+        setting reaches the target, ``report.reachable`` is False and ``report.hint`` says how to
+        rebuild the index. ``max_seconds``: once it has passed, the sweep stops after the
+        setting being measured and returns the best so far with ``report.complete`` False.
+        ``progress``: called with each measured :class:`~pgvs.results.TunePoint` (it may be a
+        coroutine function).
+
+        ``apply=True`` makes ``report.setting`` (when the target is out of reach: the best one
+        measured) the default of every store that opens this table from now on, in any process: it is kept as a comment on the vector index (so dropping
+        or rebuilding the index with other parameters discards it) and read at ``initialize()``.
+        A store's configured ``ef_search``/``probes`` still take precedence, and a call's
+        ``search(..., ef_search=...)`` overrides either. Stores already open elsewhere keep
+        their value until they reopen; running ``tune(apply=True)`` again replaces it.
+
+        Raises ValidationError for ``target_recall`` outside (0, 1], ``k`` < 1, a ``sample``
+        larger than the rows (matching the filter), or empty ``queries``; ConfigurationError
+        when the store has no valid vector index (exact search already has recall 1.0).
+        """
+        return await self._tuner.tune(
+            target_recall=target_recall,
+            k=k,
+            queries=queries,
+            sample=sample,
+            filter=filter,
+            max_seconds=max_seconds,
+            progress=progress,
+            apply=apply,
+        )
 
 
 class VectorStoreFactory:

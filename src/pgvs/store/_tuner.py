@@ -1,0 +1,345 @@
+"""Tuner: ``store.tune()``, the measuring half (the pure half is :mod:`pgvs.tuning`).
+
+Everything runs on one pooled connection, in read-only transactions that are rolled back: the
+ground truth with index scans off, then one transaction per setting of the sweep with that
+setting, the filtered path's settings and the vector index forced, each search timed alone (its
+statement's round trip: what a search costs once the setting is the store's default). With
+``apply=True`` the chosen setting becomes a comment on the index, which every store opening the
+table reads at ``initialize()`` (:meth:`IndexManager.load_tuned`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from .. import indexes as ix
+from .. import tuning
+from .._sql import qualified
+from ..errors import ConfigurationError, ValidationError
+from ..planning import QueryPlan, search_settings, set_local_sql
+from ..results import IndexStatus, TunePoint, TuneReport
+from ._context import StoreContext
+from ._index_manager import IndexManager
+from ._session import Session, logger
+
+__all__ = ["TuneProgress", "Tuner"]
+
+#: Called with each measured setting (may be a coroutine function).
+TuneProgress = Callable[[TunePoint], Any]
+
+Truth = list[tuple[Any, float]]  # (id, distance), nearest first
+
+
+@contextlib.asynccontextmanager
+async def _read_only(
+    connection: PoolConnectionProxy[asyncpg.Record], settings: Sequence[tuple[str, str]]
+) -> AsyncIterator[None]:
+    """A transaction with ``settings`` as SET LOCAL, rolled back at the end: nothing it set
+    reaches the next user of the pooled connection, and a connection whose transaction could not
+    be ended is terminated, never reused."""
+    await connection.execute(set_local_sql(settings))
+    try:
+        yield
+    except asyncio.CancelledError:
+        connection.terminate()
+        raise
+    finally:
+        if not connection.is_closed():
+            try:
+                await connection.execute("ROLLBACK")
+            except BaseException:
+                connection.terminate()
+                raise
+
+
+class Tuner:
+    def __init__(self, ctx: StoreContext, session: Session, indexes: IndexManager) -> None:
+        self.ctx = ctx
+        self.session = session
+        self.indexes = indexes
+
+    async def tune(
+        self,
+        *,
+        target_recall: float,
+        k: int,
+        queries: Any,
+        sample: int,
+        filter: Mapping[str, Any] | None,
+        max_seconds: float | None,
+        progress: TuneProgress | None,
+        apply: bool,
+    ) -> TuneReport:
+        """AsyncPGVectorStore.tune."""
+        tuning.check_tune_arguments(target_recall, k, sample, max_seconds)
+        if progress is not None and not callable(progress):
+            raise ValidationError(
+                f"progress must be None or a callable, got {type(progress).__name__}"
+            )
+        started = time.perf_counter()
+        ctx = self.ctx
+        condition = ctx.compile(filter, ctx.sql.search_params_start())  # bad filters fail here
+        status = await self._index()
+        parameter = tuning.PARAMETERS[str(status.index_type)]
+        sampled = queries is None
+        if sampled:
+            values, own_ids = await self._sample(filter, sample)
+        else:
+            values = ctx.query_values(queries)
+            own_ids = [None] * len(values)
+            if not values:
+                raise ValidationError("queries is empty: give at least one query vector")
+        # A sampled row finds itself first: one more row per search, dropped from both answers.
+        rows = k + 1 if sampled else k
+        lists = int(status.params.get("lists", 100)) if status.index_type == "ivfflat" else None
+        low, high = tuning.knob_range(
+            parameter, rows_per_query=rows * ctx.rows_per_result, lists=lists
+        )
+        filtered = bool(filter) or ctx.tenant
+        params = (*ctx.domain_args(), *condition.params)
+        search_sql = ctx.sql.search(
+            condition=condition.sql if filter else None,
+            include_metadata=False,
+            include_vectors=False,
+            # As search() would: an iterative scan's rows (a filtered search's) are re-sorted.
+            # Whether one runs does not depend on the setting, which is never below the rows.
+            resort=self._plan(parameter, low, rows, filtered).resort,
+        )
+        deadline = None if max_seconds is None else started + max_seconds
+        sweep = tuning.Sweep(float(target_recall), low, high)
+        points: list[TunePoint] = []
+        complete = True
+        async with self.session.pool.acquire() as connection:
+            truths, exact_ms = await self._exact(connection, values, own_ids, rows, filter)
+            while (setting := sweep.next()) is not None:
+                # At least one setting is measured, so a deadline still gives a best-so-far.
+                if points and deadline is not None and time.perf_counter() >= deadline:
+                    complete = False
+                    break
+                settings = self._settings(parameter, setting, rows, filtered)
+                if not points:
+                    await self._check_index_used(
+                        connection, settings, search_sql, values[0], rows, params
+                    )
+                point = await self._measure(
+                    connection,
+                    setting,
+                    settings,
+                    search_sql,
+                    (values, own_ids, truths),
+                    rows,
+                    k,
+                    params,
+                )
+                sweep.record(setting, point.recall)
+                points.append(point)
+                if progress is not None:
+                    outcome = progress(point)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+        report = tuning.build_report(
+            parameter=parameter,
+            index_type=str(status.index_type),
+            target_recall=float(target_recall),
+            k=k,
+            queries=len(values),
+            sampled=sampled,
+            filtered=filtered,
+            points=points,
+            sweep=sweep,
+            exact_p50_ms=tuning.quantile(exact_ms, 0.5),
+            complete=complete,
+            elapsed_seconds=time.perf_counter() - started,
+            quantized=ctx.rows_per_result > 1,
+        )
+        if apply and report.setting is not None:
+            await self._persist(status, report)
+            report = dataclasses.replace(report, applied=True)
+        return report
+
+    async def _index(self) -> IndexStatus:
+        status = await self.indexes.index_status()
+        if not status.usable or status.index_type not in tuning.PARAMETERS:
+            what = "is not valid yet" if status.exists else "does not exist"
+            raise ConfigurationError(
+                f"tune() needs a vector index, and this store's ({status.name}) {what}: without "
+                "one every search is an exact scan, whose recall is already 1.0",
+                hint="create_index() (or wait_for_index() for the automatic build), then tune.",
+            )
+        return status
+
+    async def _sample(
+        self, filter: Mapping[str, Any] | None, sample: int
+    ) -> tuple[list[Any], list[Any]]:
+        """``sample`` stored rows (matching ``filter``), the same ones on every call."""
+        ctx = self.ctx
+        pool = self.session.pool
+        compiled = ctx.compile(filter, ctx.sql.first_param())
+        available = int(
+            await pool.fetchval(
+                ctx.sql.count_where(compiled.sql), *ctx.domain_args(), *compiled.params
+            )
+        )
+        if sample > available:
+            where = "rows match the filter" if filter else "rows are stored"
+            raise ValidationError(
+                f"sample={sample} is larger than the table: only {available} {where}",
+                hint="Pass a smaller sample, or your own query vectors as queries=.",
+            )
+        domain = ctx.sql.col("domain_id") if ctx.has_domain else None
+        sql = tuning.sample_sql(
+            ctx.sql.table,
+            ctx.sql.col("id"),
+            ctx.sql.id_select,
+            ctx.sql.col("embedding"),
+            tuning.domain_where(domain, 1, compiled.sql),
+            compiled.next_param,
+        )
+        found = await pool.fetch(
+            sql, *ctx.domain_args(), *compiled.params, tuning.SAMPLE_SEED, sample
+        )
+        return [ctx.query_value(row["embedding"]) for row in found], [row["id"] for row in found]
+
+    def _settings(
+        self, parameter: str, setting: int, rows: int, filtered: bool
+    ) -> list[tuple[str, str]]:
+        """What a search at ``setting`` runs with: the store's plan for it (iterative scans when
+        filtered), the setting itself, and the vector index forced."""
+        settings = dict(self._plan(parameter, setting, rows, filtered).settings)
+        settings[parameter] = str(setting)
+        settings.update(tuning.FORCE_INDEX_SETTINGS)
+        return list(settings.items())
+
+    def _plan(self, parameter: str, setting: int, rows: int, filtered: bool) -> QueryPlan:
+        hnsw = parameter == "hnsw.ef_search"
+        return search_settings(
+            self.ctx.config,
+            k=rows,
+            filtered=filtered,
+            ann=True,
+            session=self.session.settings,
+            ef_search=setting if hnsw else None,
+            probes=None if hnsw else setting,
+            iterative=self.indexes.iterative,
+        )
+
+    async def _exact(
+        self,
+        connection: PoolConnectionProxy[asyncpg.Record],
+        values: Sequence[Any],
+        own_ids: Sequence[Any],
+        rows: int,
+        filter: Mapping[str, Any] | None,
+    ) -> tuple[list[Truth], list[float]]:
+        """Every query's exact answer (index scans off) and the exact scan's latencies."""
+        ctx = self.ctx
+        condition = ctx.compile(filter, ctx.sql.search_params_start())
+        distance = f"{ctx.sql.col('embedding')} {ctx.sql.operator} $1::{ctx.sql.query_cast}"
+        domain = ctx.sql.col("domain_id") if ctx.has_domain else None
+        sql = tuning.exact_sql(
+            ctx.sql.table,
+            ctx.sql.id_select,
+            distance,
+            tuning.domain_where(domain, 3, condition.sql),
+        )
+        filtered = bool(filter) or ctx.tenant
+        plan = search_settings(ctx.config, k=rows, filtered=filtered, ann=True, exact=True)
+        params = (*ctx.domain_args(), *condition.params)
+        truths: list[Truth] = []
+        latencies: list[float] = []
+        async with _read_only(connection, plan.settings):
+            for value, own in zip(values, own_ids, strict=True):
+                begun = time.perf_counter()
+                found = await connection.fetch(sql, value, rows, *params)
+                latencies.append((time.perf_counter() - begun) * 1000)
+                truths.append([(r["id"], float(r["distance"])) for r in found if r["id"] != own])
+        return truths, latencies
+
+    async def _check_index_used(
+        self,
+        connection: PoolConnectionProxy[asyncpg.Record],
+        settings: Sequence[tuple[str, str]],
+        sql: str,
+        value: Any,
+        rows: int,
+        params: Sequence[Any],
+    ) -> None:
+        """Refuse to measure a plan that bypasses the vector index: its recall would say
+        nothing about the setting."""
+        ctx = self.ctx
+        async with _read_only(connection, settings):
+            document = await connection.fetchval(
+                f"EXPLAIN (FORMAT JSON) {sql}", value, rows, *params
+            )
+            names = [
+                row["name"]
+                for row in await connection.fetch(ctx.sql.VECTOR_INDEXES_QUERY, ctx.sql.table_text)
+            ]
+        tree = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
+        if ix.uses_index(tree, names) is None:
+            raise ConfigurationError(
+                "the vector index does not serve this store's searches even when forced, so "
+                "its settings cannot be tuned",
+                hint="Check explain_search(); a filter on another index may be taking over.",
+            )
+
+    async def _measure(
+        self,
+        connection: PoolConnectionProxy[asyncpg.Record],
+        setting: int,
+        settings: Sequence[tuple[str, str]],
+        sql: str,
+        queries: tuple[Sequence[Any], Sequence[Any], Sequence[Truth]],
+        rows: int,
+        k: int,
+        params: Sequence[Any],
+    ) -> TunePoint:
+        """Every query (value, own id, exact answer) at one setting: its recall@k and its
+        statement's round trip. ``rows``: as many as the exact answers asked for."""
+        recalls: list[float | None] = []
+        latencies: list[float] = []
+        values, own_ids, truths = queries
+        async with _read_only(connection, settings):
+            for value, own, truth in zip(values, own_ids, truths, strict=True):
+                begun = time.perf_counter()
+                found = await connection.fetch(sql, value, rows, *params)
+                latencies.append((time.perf_counter() - begun) * 1000)
+                hits = [(r["id"], float(r["distance"])) for r in found if r["id"] != own]
+                recalls.append(tuning.recall_at_k(hits, truth, k))
+        return tuning.measure_point(setting, recalls, latencies)
+
+    async def _persist(self, status: IndexStatus, report: TuneReport) -> None:
+        """Make ``report.setting`` the default of every store on this index: a comment on the
+        index (read at initialize()), and this store's pool right away."""
+        pool = self.session.pool
+        statement = await pool.fetchval(
+            tuning.COMMENT_INDEX_SQL,
+            qualified(self.ctx.config.schema, status.name),
+            tuning.tuned_comment(report),
+        )
+        await pool.execute(statement)
+        await self.indexes.refresh_session(pool)
+        configured = (
+            self.ctx.config.ef_search
+            if report.parameter == "hnsw.ef_search"
+            else self.ctx.config.probes
+        )
+        if configured is not None:
+            logger.warning(
+                "%s = %s is now the default of stores on %s, but this store's configuration "
+                "sets %s, which takes precedence here",
+                report.parameter,
+                report.setting,
+                self.ctx.sql.table,
+                configured,
+            )
