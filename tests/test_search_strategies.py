@@ -538,8 +538,8 @@ async def test_prefix_two_stage_search_keeps_recall(pg_dsn: str, table_name: str
 def test_index_dimensions_bad_input() -> None:
     with pytest.raises(ConfigurationError, match="index_dimensions must be an integer from 1"):
         AsyncPGVectorStore(dimensions=8, index_dimensions=8)
-    with pytest.raises(ConfigurationError, match="reduction 'pca' is not available"):
-        AsyncPGVectorStore(dimensions=8, index_dimensions=4, reduction="pca")
+    with pytest.raises(ConfigurationError, match="reduction 'svd' is not one of 'prefix', 'pca'"):
+        AsyncPGVectorStore(dimensions=8, index_dimensions=4, reduction="svd")
     with pytest.raises(ConfigurationError, match="reduces dense vectors"):
         AsyncPGVectorStore(dimensions=8, vector_type="sparsevec", index_dimensions=4)
 
@@ -552,3 +552,50 @@ async def test_the_hybrid_text_leg_requires_every_word(text_store: AsyncPGVector
     assert all(hit.text_rank is None for hit in hits)
     both = await text_store.hybrid_search(_vectors(1)[0], "dogs park", k=10)
     assert [hit.id for hit in both if hit.text_rank is not None] == [6]
+
+
+async def test_pca_two_stage_search(pg_dsn: str, table_name: str) -> None:
+    """A PCA index to a quarter of the dimensions, fitted on the store's rows at the first
+    build and kept in the database as a SQL function: recall@10 through the index with the
+    default re-rank >= 0.95, and a second store (another pool) projects queries the same way."""
+    embeddings = np.load(TORCHDOCS / "embeddings.npy")[:4000]
+    queries = np.load(TORCHDOCS / "query_embeddings.npy")[:100]
+    truth = np.argsort(-(queries @ embeddings.T), axis=1)[:, :10]
+    options: dict[str, Any] = {
+        "connection_string": pg_dsn,
+        "dimensions": 384,
+        "table_name": table_name,
+        "id_type": "bigint",
+        "index_dimensions": 96,
+        "reduction": "pca",
+        "auto_create_index": False,
+        "pool_min_size": 1,
+        "pool_max_size": 1,
+    }
+    force_index = "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off"
+    async with AsyncPGVectorStore(**options) as store:
+        comment = "SELECT obj_description(to_regprocedure($1), 'pg_proc')"
+        function = f"{table_name}_pca96(vector)"
+        assert (await store.pool.fetchval(comment, function)).startswith("pgvs:pca provisional")
+        await store.ingest(embeddings, ids=list(range(len(embeddings))))
+        status = await store.create_index()
+        assert status.name.endswith("_pca96")
+        assert f"{table_name}_pca96(embedding)" in (status.definition or "")
+        assert status.opclass == "vector_l2_ops"
+        assert await store.pool.fetchval(comment, function) == "pgvs:pca fitted"
+        await store.pool.execute(force_index)
+        assert (await store.explain_search(queries[0], k=10)).uses_vector_index
+        found = 0
+        first: list[list[Any]] = []
+        for query, expected in zip(queries, truth, strict=True):
+            hits = await store.search(query, k=10)
+            first.append([hit.id for hit in hits])
+            found += len({hit.id for hit in hits} & set(expected.tolist()))
+        assert found / truth.size >= 0.95
+        # Rows written after the build are projected by the index itself (any write path).
+        await store.add_vectors(queries[:1], ids=[99999])
+        assert (await store.search(queries[0], k=1))[0].id == 99999
+    async with AsyncPGVectorStore(**options) as second:
+        await second.pool.execute(force_index)
+        hits = await second.search(queries[1], k=10)
+        assert [hit.id for hit in hits] == first[1]

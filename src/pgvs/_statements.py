@@ -139,7 +139,7 @@ class Statements:
         quant = self.config.index_quantization
         suffix = f"embedding_{index_type}" + ("" if quant == "none" else f"_{quant}")
         if self.config.index_dimensions:
-            suffix += f"_prefix{int(self.config.index_dimensions)}"
+            suffix += f"_{self.config.reduction}{int(self.config.index_dimensions)}"
         return derived_name(self.config.table_name, suffix)
 
     def index_names(self) -> list[str]:
@@ -394,14 +394,26 @@ class Statements:
     def rerank_factor(self) -> int:
         return self.config.candidates_per_result
 
+    @property
+    def projection_name(self) -> str:
+        """The (unquoted) name of a PCA store's projection function (see search.reduction)."""
+        return derived_name(self.config.table_name, f"pca{self.config.index_dimensions}")
+
+    @property
+    def projection(self) -> str | None:
+        """The qualified projection function of a PCA store, else None."""
+        if not self.config.pca:
+            return None
+        return qualified(self.config.schema, self.projection_name)
+
     def _index_order(self, query: str) -> str:
         """The ORDER BY of a two-stage search: the index's own expression, so the index is used."""
         c = self.config
-        quant, prefix = c.index_quantization, c.index_dimensions
+        quant, prefix, projection = c.index_quantization, c.index_dimensions, self.projection
         indexed = index_expression(
-            self.col("embedding"), c.vector_type, c.dimensions, quant, prefix
+            self.col("embedding"), c.vector_type, c.dimensions, quant, prefix, projection
         )
-        shaped = query_expression(query, c.vector_type, c.dimensions, quant, prefix)
+        shaped = query_expression(query, c.vector_type, c.dimensions, quant, prefix, projection)
         operator = "<~>" if quant == "binary" else DISTANCE_OPERATORS[c.index_metric]
         return f"{indexed} {operator} {shaped}"
 

@@ -264,16 +264,26 @@ class IndexSpec:
 
 
 def index_expression(
-    column_sql: str, vector_type: str, dimensions: int, quant: str, prefix: int | None = None
+    column_sql: str,
+    vector_type: str,
+    dimensions: int,
+    quant: str,
+    prefix: int | None = None,
+    projection: str | None = None,
 ) -> str:
     """The indexed expression; searches must order by exactly this to use the index.
 
     ``prefix``: the index holds the first ``prefix`` dimensions only (``subvector``; cast to a
     typed ``vector(n)``/``halfvec(n)``, which an index needs); quantization then applies to that.
-    The query side is :func:`query_expression` of the same arguments.
+    ``projection`` (with ``prefix`` the reduced size): the SQL function that projects a vector
+    to that many dimensions (a ``vector``). The query side is :func:`query_expression` of the
+    same arguments.
     """
     if prefix is not None:
-        column_sql = f"subvector({column_sql}, 1, {int(prefix)})"
+        if projection is not None:
+            column_sql, vector_type = f"{projection}({column_sql})", "vector"
+        else:
+            column_sql = f"subvector({column_sql}, 1, {int(prefix)})"
         dimensions = int(prefix)
         if quant == "none":
             return f"({column_sql}::{vector_type}({dimensions}))"
@@ -285,11 +295,19 @@ def index_expression(
 
 
 def query_expression(
-    query_sql: str, vector_type: str, dimensions: int, quant: str, prefix: int | None = None
+    query_sql: str,
+    vector_type: str,
+    dimensions: int,
+    quant: str,
+    prefix: int | None = None,
+    projection: str | None = None,
 ) -> str:
     """The query vector shaped like :func:`index_expression`'s indexed value."""
     if prefix is not None:
-        query_sql = f"subvector({query_sql}, 1, {int(prefix)})"
+        if projection is not None:
+            query_sql, vector_type = f"{projection}({query_sql})", "vector"
+        else:
+            query_sql = f"subvector({query_sql}, 1, {int(prefix)})"
         dimensions = int(prefix)
         if quant == "none":
             return f"({query_sql})::{vector_type}({dimensions})"

@@ -47,8 +47,10 @@ def index_spec(
     index_type: str,
     params: Mapping[str, Any] | None,
     rows: int,
+    projection: str | None = None,
 ) -> IndexSpec:
-    """The index to build for ``config``; IVFFlat's ``lists`` defaults from ``rows``."""
+    """The index to build for ``config``; IVFFlat's ``lists`` defaults from ``rows``;
+    ``projection``: a PCA store's projection function (qualified)."""
     if index_type not in INDEX_TYPES:
         raise ConfigurationError(f"index type {index_type!r} is not one of hnsw, ivfflat")
     quant = config.index_quantization
@@ -72,7 +74,12 @@ def index_spec(
         index_type=index_type,
         opclass=operator_class(indexed_type, indexed_metric, index_type),
         expression=index_expression(
-            column_sql, config.vector_type, config.dimensions, quant, config.index_dimensions
+            column_sql,
+            config.vector_type,
+            config.dimensions,
+            quant,
+            config.index_dimensions,
+            projection,
         ),
         params=checked,
         quantization=quant,

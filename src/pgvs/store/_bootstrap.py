@@ -88,6 +88,8 @@ async def prepare_schema(
         elif config.text_search is not None and config.auto_create_table:
             await _add_text_search(connection, ctx)
         await _verify_table(connection, ctx)
+        if config.pca:
+            await indexes.ensure_projection(connection)
         index_due = await indexes.initial_index(connection)
     return cast(str, extension_schema), index_due
 

@@ -17,12 +17,15 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import asyncpg
+import numpy as np
 
 from .. import indexes as ix
 from .. import planning, tuning
+from .._sql import quote_literal
 from ..errors import ConfigurationError, DatabaseError, translate_error
 from ..progress import IndexProgressBar, ProgressCallback
 from ..results import IndexProgress, IndexStatus
+from ..search import reduction
 from ._context import StoreContext
 from ._session import Session, logger
 
@@ -88,7 +91,7 @@ class IndexManager:
                 self.ctx.sql.table,
             )
             return True
-        if c.index_type != "hnsw":
+        if c.index_type != "hnsw" or c.pca:  # IVFFlat and PCA learn from rows: later
             return True
         # The build lock, transaction-scoped here: no pgvs builder elsewhere may be creating the
         # same index (two concurrent CREATE INDEX IF NOT EXISTS of one name can fail).
@@ -106,6 +109,53 @@ class IndexManager:
         logger.info("created %s index %s on %s", spec.index_type, spec.name, self.ctx.sql.table)
         return False
 
+    async def ensure_projection(self, connection: Any) -> None:
+        """A PCA store's projection function exists (the provisional prefix until fitted)."""
+        sql, config = self.ctx.sql, self.ctx.config
+        signature = f"{sql.projection}({config.vector_type})"
+        if await connection.fetchval("SELECT to_regprocedure($1) IS NOT NULL", signature):
+            return
+        assert config.index_dimensions is not None
+        components = reduction.prefix_components(config.dimensions, config.index_dimensions)
+        await self._write_projection(connection, components, reduction.PROVISIONAL)
+
+    async def fit_projection(self, connection: Any) -> None:
+        """Fit the PCA projection on a random sample of the stored rows and replace the
+        function; with too few rows (at most index_dimensions) keep what there is."""
+        sql, config = self.ctx.sql, self.ctx.config
+        assert config.index_dimensions is not None
+        # On the pool: its connections decode vectors (the dedicated one has no pgvs codecs).
+        rows = await self.session.pool.fetch(
+            f"SELECT {sql.col('embedding')} AS v FROM {sql.table} "  # noqa: S608 - quoted names
+            "ORDER BY random() LIMIT $1::integer",
+            reduction.SAMPLE_ROWS,
+        )
+        if len(rows) <= config.index_dimensions:
+            logger.warning(
+                "PCA index on %s: %d rows are too few to fit %d dimensions; the projection "
+                "stays the prefix until the index is rebuilt with more rows",
+                sql.table,
+                len(rows),
+                config.index_dimensions,
+            )
+            return
+        sample = np.stack([np.asarray(row["v"], dtype=np.float32) for row in rows])
+        components = reduction.fit_components(sample, config.index_dimensions)
+        await self._write_projection(connection, components, reduction.FITTED)
+        logger.info("fitted the PCA projection of %s on %d rows", sql.table, len(rows))
+
+    async def _write_projection(self, connection: Any, components: Any, comment: str) -> None:
+        sql, config = self.ctx.sql, self.ctx.config
+        assert sql.projection is not None
+        async with connection.transaction():
+            await connection.execute(
+                reduction.function_sql(sql.projection, config.vector_type, components)
+            )
+            await connection.execute(
+                f"COMMENT ON FUNCTION {sql.projection}({config.vector_type}) IS "
+                f"{quote_literal(comment)}"
+            )
+
     def index_spec(
         self, index_type: str, params: Mapping[str, Any] | None, *, rows: int
     ) -> ix.IndexSpec:
@@ -116,6 +166,7 @@ class IndexManager:
             index_type=index_type,
             params=params,
             rows=rows,
+            projection=self.ctx.sql.projection,
         )
 
     def build_settings(
@@ -357,6 +408,10 @@ class IndexManager:
                 params if params is not None else self.ctx.config.index_params
             ):
                 rows = int(await connection.fetchval(self.ctx.sql.count_all()))
+            if self.ctx.config.pca:
+                # No index depends on the projection now (this build makes the only one): fit
+                # it on the rows as they are.
+                await self.fit_projection(connection)
             spec = self.index_spec(index_type, params, rows=rows)
             logger.info("building %s index %s on %s", index_type, name, self.ctx.sql.table)
             await self._execute_build(
@@ -450,7 +505,7 @@ class IndexManager:
             return True
         if status.building:
             return False  # someone is on it; a later write checks again
-        if c.index_type == "ivfflat" and not status.exists:
+        if (c.index_type == "ivfflat" or c.pca) and not status.exists:
             rows = await self.session.pool.fetchval(
                 self.ctx.sql.rows_at_least(), c.min_rows_for_index
             )
