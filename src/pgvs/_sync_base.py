@@ -144,12 +144,16 @@ class SyncStoreBase:
             )
         return runner
 
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def _runner_for(self, coroutine: Coroutine[Any, Any, Any]) -> _LoopThread:
+        """The live runner, or the error, with ``coroutine`` closed (never left un-awaited)."""
         try:
-            runner = self._live_runner()
+            return self._live_runner()
         except BaseException:
             coroutine.close()
             raise
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        runner = self._runner_for(coroutine)
         if threading.get_ident() == runner.thread.ident:
             coroutine.close()
             raise PGVSError(
@@ -160,11 +164,7 @@ class SyncStoreBase:
         return runner.run_blocking(coroutine)
 
     async def _acall(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        try:
-            runner = self._live_runner()
-        except BaseException:
-            coroutine.close()
-            raise
+        runner = self._runner_for(coroutine)
         if threading.get_ident() == runner.thread.ident:
             return await coroutine
         future = runner.submit(coroutine)
