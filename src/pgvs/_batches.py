@@ -393,7 +393,9 @@ class BatchEncoder:
             try:
                 data = json_text(value, first + row).encode()
             except UnicodeEncodeError:
-                raise ValidationError(
+                # The fast path let it through: encode_json's walk names the key or path.
+                _rows.encode_json(value, first + row)
+                raise ValidationError(  # pragma: no cover - encode_json refuses it first
                     f"row {first + row}: metadata is not valid Unicode (it contains a lone "
                     "surrogate)"
                 ) from None
@@ -460,8 +462,7 @@ class BatchEncoder:
                 matrix = _rows.vectors_to_matrix(
                     raw.vectors, self.config.dimensions, half=self.half
                 )
-                if self.config.normalize:
-                    matrix = _rows.unit_rows(matrix)
+                matrix = _rows.directed(self.config, matrix)
                 if matrix.shape[0] != count:
                     raise ValidationError(
                         f"there are {matrix.shape[0]} vectors but {count} rows in the batch"

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,7 @@ from .errors import ValidationError
 
 __all__ = [
     "PreparedRows",
+    "directed",
     "encode_json",
     "prepare_rows",
     "unit_rows",
@@ -33,6 +35,10 @@ _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _HALF_MAX = 65504.0
 _MAX_JSON_DEPTH = 64
+# A lone UTF-16 surrogate (from a bad decode, e.g. errors="surrogateescape") is not text UTF-8
+# can carry: the driver would fail mid-statement without naming the row.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_PROBLEM = "is not valid Unicode (it contains a lone surrogate)"
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,32 @@ def vectors_to_matrix(
     return matrix
 
 
+def directed(
+    config: StoreConfig, matrix: npt.NDArray[np.float32], *, what: str = "row"
+) -> npt.NDArray[np.float32]:
+    """The dense rows a store writes or queries: scaled to unit length with ``normalize`` (a zero
+    row refused, naming it: it has no direction to keep). A zero *query* is refused under the
+    cosine metric too: its distance to every row is NaN, so its results would be meaningless.
+    (Zero rows are still stored without ``normalize``, as before; they match no cosine query.)"""
+    if config.normalize:
+        return unit_rows(matrix, what=what)
+    if (
+        what == "query"
+        and config.metric == "cosine"
+        and matrix.size
+        and not matrix.any(axis=1).all()
+    ):
+        _zero_row(int(np.flatnonzero(~matrix.any(axis=1))[0]), "the cosine metric", what)
+    return matrix
+
+
+def _zero_row(row: int, why: str, what: str) -> NoReturn:
+    problem = f"is all zeros, which has no direction for {why}"
+    if what == "query":
+        raise ValidationError(f"query vector {problem}")
+    raise _bad(row, "vector", problem)
+
+
 def unit_rows(matrix: npt.NDArray[np.float32], *, what: str = "row") -> npt.NDArray[np.float32]:
     """Every row scaled to unit length (``normalize=True``); a zero row is a ValidationError
     naming it, since it has no direction to keep."""
@@ -155,10 +187,7 @@ def unit_rows(matrix: npt.NDArray[np.float32], *, what: str = "row") -> npt.NDAr
     norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
     zero = np.flatnonzero(norms == 0.0)
     if zero.size:
-        problem = "is all zeros; normalize=True cannot scale it to unit length"
-        if what == "query":
-            raise ValidationError(f"query vector {problem}")
-        raise _bad(int(zero[0]), "vector", problem)
+        _zero_row(int(zero[0]), "normalize=True to scale to unit length", what)
     unit: npt.NDArray[np.float32] = (matrix / norms[:, None]).astype(np.float32)
     return unit
 
@@ -204,10 +233,12 @@ def _check_json(value: Any, row: int, path: str, depth: int) -> None:
                 "metadata",
                 f"at {path or '<root>'} contains a NUL character, which jsonb cannot store",
             )
+        if _SURROGATE.search(value):
+            raise _bad(row, "metadata", f"at {path or '<root>'} {_SURROGATE_PROBLEM}")
         return
-    if isinstance(value, int):
+    if isinstance(value, int | np.integer | np.bool_):
         return
-    if isinstance(value, float):
+    if isinstance(value, float | np.floating):
         if not math.isfinite(value):
             raise _bad(
                 row, "metadata", f"at {path or '<root>'} is {value!r}; JSON has no NaN or infinity"
@@ -219,6 +250,8 @@ def _check_json(value: Any, row: int, path: str, depth: int) -> None:
                 raise _bad(row, "metadata", f"at {path or '<root>'} has a non-string key {key!r}")
             if "\x00" in key:
                 raise _bad(row, "metadata", f"key {key!r} contains a NUL character")
+            if _SURROGATE.search(key):
+                raise _bad(row, "metadata", f"key {key!r} {_SURROGATE_PROBLEM}")
             _check_json(item, row, f"{path}.{key}" if path else key, depth + 1)
         return
     if isinstance(value, list | tuple):
@@ -237,7 +270,17 @@ def encode_json(value: Any, row: int) -> str:
     if not isinstance(value, Mapping):
         raise _bad(row, "metadata", f"must be a dict, got {type(value).__name__}")
     _check_json(value, row, "", 0)
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return json.dumps(
+        value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_numpy_scalar
+    )
+
+
+def _numpy_scalar(value: Any) -> Any:
+    """numpy's scalars (``np.float32(0.5)``, ``np.int64(3)``, ``np.True_``) as the JSON numbers
+    and booleans they are (already checked finite by _check_json)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")  # pragma: no cover - checked first
 
 
 def _text(value: Any, row: int, field: str) -> str | None:
@@ -247,6 +290,8 @@ def _text(value: Any, row: int, field: str) -> str | None:
         raise _bad(row, field, f"must be a string or None, got {type(value).__name__}")
     if "\x00" in value:
         raise _bad(row, field, "contains a NUL character, which PostgreSQL text cannot store")
+    if _SURROGATE.search(value):
+        raise _bad(row, field, _SURROGATE_PROBLEM)
     return value
 
 
@@ -332,9 +377,7 @@ def encode_vectors(config: StoreConfig, vectors: Any, encode_vector: Any = None)
     """Wire values for a batch: bytes for dense types, pgvs objects for bit/sparsevec."""
     if config.vector_type in ("vector", "halfvec"):
         half = config.vector_type == "halfvec"
-        matrix = vectors_to_matrix(vectors, config.dimensions, half=half)
-        if config.normalize:
-            matrix = unit_rows(matrix)
+        matrix = directed(config, vectors_to_matrix(vectors, config.dimensions, half=half))
         return encode_matrix(matrix, half=half)
     if isinstance(vectors, str | bytes) or not isinstance(vectors, Sequence | np.ndarray):
         raise ValidationError("vectors must be a list of vectors")

@@ -159,6 +159,12 @@ _EXTENSION_HINT = (
     "database owner on PostgreSQL 13+), or install pgvector on the server first."
 )
 
+DSN_HINT = (
+    "Write it as postgresql://user:password@host:port/database (percent-encode special "
+    "characters; ?sslmode=require and the like as query parameters); libpq's key=value form "
+    "is not accepted."
+)
+
 # SQLSTATE classes and codes that mean the connection is gone or was never made.
 _CONNECTION_SQLSTATES = {"08000", "08003", "08006", "08001", "08004", "57P01", "57P02", "57P03"}
 
@@ -185,6 +191,11 @@ def translate_error(exc: BaseException, *, operation: str = "") -> BaseException
 
     prefix = f"{operation}: " if operation else ""
     sqlstate: str | None = getattr(exc, "sqlstate", None)
+    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
+        return ConfigurationError(
+            f"{prefix}the connection string is not usable: {redact_dsn(str(exc))}",
+            hint=DSN_HINT,
+        )
     result: DatabaseError
 
     if (isinstance(exc, asyncpg.exceptions.UndefinedObjectError) and "vector" in str(exc)) or (

@@ -76,6 +76,7 @@ class StoreContext:
         self.query_shape = (config.dimensions,)
         self.score = _score_function(config.metric, config.dimensions)
         self.normalize = config.normalize
+        self.cosine = config.metric == "cosine"
         # normalize + cosine runs pgvector's <#> (the negative inner product, -cos for unit
         # vectors): results still report cosine, so 1 + d is the cosine distance.
         self.ip_for_cosine = config.search_metric != config.metric
@@ -128,21 +129,20 @@ class StoreContext:
             and type(query) is np.ndarray
             and query.dtype == np.float32
             and query.shape == self.query_shape
+            and (not self.cosine or query.any())
         ):
             # The codec's fast path validates (finite values) and encodes in one pass.
             return query
         matrix = _rows.vectors_to_matrix(
             [query], self.config.dimensions, half=self.half, what="query"
         )
-        if self.normalize:
-            matrix = _rows.unit_rows(matrix, what="query")
+        matrix = _rows.directed(self.config, matrix, what="query")
         return matrix[0] if not self.half else _rows.encode_matrix(matrix, half=True)[0]
 
     def query_values(self, queries: Any) -> list[Any]:
         if self.dense:
             matrix = _rows.vectors_to_matrix(queries, self.config.dimensions, half=self.half)
-            if self.normalize:
-                matrix = _rows.unit_rows(matrix, what="query")
+            matrix = _rows.directed(self.config, matrix, what="query")
             return list(_rows.encode_matrix(matrix, half=self.half))
         return [self.query_value(query) for query in queries]
 

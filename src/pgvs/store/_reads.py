@@ -242,7 +242,7 @@ class Reader:
                 try:
                     await connection.execute("ROLLBACK")
                 except BaseException:
-                    connection.terminate()
+                    self.session.abandon(connection)
                     raise
         tree = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
         used = ix.uses_index(tree, names)

@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from ..codecs import register_vector
 from ..config import StoreConfig
-from ..errors import ConfigurationError, StoreClosedError, redact_dsn
+from ..errors import DSN_HINT, ConfigurationError, StoreClosedError, redact_dsn
 from ..indexes import DEFAULT_EF_SEARCH
 from ..planning import set_local_sql
 
@@ -81,6 +82,7 @@ class Session:
         # hnsw.ef_search in those settings (a search yielding no more rows needs no SET LOCAL).
         self.base_ef = DEFAULT_EF_SEARCH
         self._pool: asyncpg.Pool | None = None
+        self._cancellations: set[asyncio.Task[None]] = set()  # see abandon()
 
     @property
     def is_open(self) -> bool:
@@ -98,7 +100,12 @@ class Session:
         """A plain connection for the schema set-up, before the pool exists."""
         self.dsn = await resolve_dsn(self.config)
         logger.debug("connecting to %s", redact_dsn(self.dsn))
-        return await asyncpg.connect(self.dsn, timeout=self.config.command_timeout or 60)
+        try:
+            return await asyncpg.connect(self.dsn, timeout=self.config.command_timeout or 60)
+        except ValueError as exc:  # the DSN's URL syntax (port, brackets), before any I/O
+            raise ConfigurationError(
+                f"the connection string is not usable: {redact_dsn(str(exc))}", hint=DSN_HINT
+            ) from exc
 
     async def open(self, extension_schema: str, settings: Mapping[str, str]) -> None:
         assert self.dsn is not None, "bootstrap_connection() first"
@@ -145,6 +152,8 @@ class Session:
         self.base_ef = int(self.settings.get("hnsw.ef_search", DEFAULT_EF_SEARCH))
 
     async def close(self) -> None:
+        if self._cancellations:
+            await asyncio.gather(*self._cancellations, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -166,16 +175,39 @@ class Session:
                 await connection.execute(set_local_sql(settings))
                 rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
             except asyncio.CancelledError:
-                connection.terminate()
+                self.abandon(connection)
                 raise
             except BaseException:
                 try:
                     await connection.execute("ROLLBACK")
                 except BaseException:
-                    connection.terminate()
+                    self.abandon(connection)
                 raise
             await connection.execute("COMMIT")
             return rows
+
+    def abandon(self, connection: asyncpg.Connection | PoolConnectionProxy) -> None:
+        """End a pooled connection left mid-transaction (its statement interrupted).
+
+        Closing the socket alone does not stop the server: a backend running (or waiting for a
+        lock) only notices a vanished client when it next writes to it. So the statement is
+        cancelled from the pool too, in the background: the caller's cancellation is never
+        delayed by it.
+        """
+        pid = connection.get_server_pid()
+        connection.terminate()
+        pool = self._pool
+        if pool is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._cancel_backend(pool, pid))
+        self._cancellations.add(task)
+        task.add_done_callback(self._cancellations.discard)
+
+    async def _cancel_backend(self, pool: asyncpg.Pool, pid: int) -> None:
+        try:
+            await pool.execute("SELECT pg_cancel_backend($1)", pid)
+        except Exception as exc:  # the pool closing, the server gone: nothing left to stop
+            logger.debug("could not cancel the statement of backend %s: %s", pid, exc)
 
     async def connect_dedicated(self) -> asyncpg.Connection:
         """A connection outside the pool, for work that outlives a statement timeout or holds a

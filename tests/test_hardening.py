@@ -1,0 +1,132 @@
+"""Fixes forced by probing the public API as a hostile user would (issue #16, first part)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+import numpy as np
+import pytest
+
+from pgvs import AsyncPGVectorStore, ConfigurationError, ValidationError
+
+
+async def test_cancelling_a_filtered_search_cancels_it_on_the_server(
+    pg_dsn: str, table_name: str, raw_conn: asyncpg.Connection
+) -> None:
+    """The SET LOCAL path (filter, tenant) must not leave its statement running on the server
+    after the caller's task is cancelled."""
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=3, table_name=table_name, domain_id="tenant"
+    ) as store:
+        await store.add_vectors([[1, 0, 0]], metadata=[{"a": 1}])
+        lock = raw_conn.transaction()
+        await lock.start()
+        # The search will wait on this lock inside the server: the event we wait for.
+        await raw_conn.execute(f'LOCK TABLE "{table_name}" IN ACCESS EXCLUSIVE MODE')
+        task = asyncio.create_task(store.search([1, 0, 0], k=1, filter={"a": 1}))
+        pid = None
+        watcher = await asyncpg.connect(pg_dsn)
+        try:
+            deadline = time.monotonic() + 30
+            while pid is None and time.monotonic() < deadline:
+                pid = await watcher.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%' || $1 || '%'",
+                    table_name,
+                )
+            assert pid is not None, "the search never reached the server"
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # Still holding the lock: only a cancel (not the lock) can end that statement.
+            gone = False
+            while not gone and time.monotonic() < deadline:
+                state = await watcher.fetchval(
+                    "SELECT state FROM pg_stat_activity WHERE pid = $1", pid
+                )
+                gone = state != "active"
+            assert gone, "the cancelled search still runs on the server"
+        finally:
+            await watcher.close()
+        await lock.rollback()
+        assert len(await store.search([1, 0, 0], k=1, filter={"a": 1})) == 1  # pool healthy
+
+
+@pytest.mark.parametrize(
+    ("dsn", "message"),
+    [
+        ("postgresql://user:s3cret@localhost:notaport/db", "not usable"),
+        ("mysql://user:s3cret@localhost/db", "not usable"),
+        ("postgresql://user:s3cret@localhost/db?sslmode=bogus", "sslmode"),
+        ("host=localhost user=user password=s3cret dbname=db", "not usable"),
+        ("postgresql://user:s3cret@[::1/db", "not usable"),
+    ],
+)
+async def test_connection_string_mistakes_are_configuration_errors(dsn: str, message: str) -> None:
+    store = AsyncPGVectorStore(connection_string=dsn, dimensions=3)
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        await store.initialize()
+    assert "s3cret" not in str(caught.value)
+    assert caught.value.hint is not None
+    assert "postgresql://user:password@host:port/database" in caught.value.hint
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"contents": ["fine", "bad \ud800"]}, "row 1: content is not valid Unicode"),
+        ({"document_ids": ["ok", "\udfff"]}, "row 1: document_id is not valid Unicode"),
+        ({"metadata": [{}, {"k": "v\udc80"}]}, "row 1: metadata at k is not valid Unicode"),
+        ({"metadata": [{}, {"k\ud83d": 1}]}, "row 1: metadata key .* is not valid Unicode"),
+    ],
+)
+@pytest.mark.parametrize("rows", [2, 600])  # the one-statement path and the COPY path
+async def test_lone_surrogates_name_their_row(
+    pg_dsn: str, table_name: str, row: dict[str, Any], message: str, rows: int
+) -> None:
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=3, table_name=table_name, id_type="bigint"
+    ) as store:
+        columns = {name: list(values) + [None] * (rows - 2) for name, values in row.items()}
+        with pytest.raises(ValidationError, match=message):
+            await store.add_vectors(np.ones((rows, 3)), ids=list(range(rows)), **columns)
+        assert await store.count() == 0
+
+
+async def test_numpy_scalars_in_metadata_are_stored_as_numbers(
+    pg_dsn: str, table_name: str
+) -> None:
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=3, table_name=table_name, id_type="bigint"
+    ) as store:
+        metadata = {"f": np.float32(0.5), "i": np.int64(7), "b": np.True_, "l": [np.int8(1)]}
+        for rows in (1, 600):
+            await store.add_vectors(
+                np.ones((rows, 3)), ids=list(range(rows)), metadata=[metadata] * rows
+            )
+            ((_, stored),) = await store.get_vectors([0])
+            assert stored == {"f": 0.5, "i": 7, "b": True, "l": [1]}
+            assert await store.count({"i": 7}) == rows
+        with pytest.raises(ValidationError, match=r"row 0: metadata at f is np.float32\(nan\)"):
+            await store.add_vectors([[1, 2, 3]], ids=[1], metadata=[{"f": np.float32("nan")}])
+
+
+async def test_a_zero_query_vector_under_cosine_is_refused(pg_dsn: str, table_name: str) -> None:
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=3, table_name=table_name
+    ) as store:
+        await store.add_vectors([[1, 0, 0]])
+        for query in (np.zeros(3, dtype=np.float32), [0, 0, 0]):
+            with pytest.raises(ValidationError, match="query vector is all zeros"):
+                await store.search(query)
+        with pytest.raises(ValidationError, match="query vector is all zeros"):
+            await store.search_batch([[1, 0, 0], [0, 0, 0]])
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=3, table_name=table_name + "_l2", metric="l2"
+    ) as euclidean:
+        await euclidean.add_vectors([[1, 0, 0]])
+        assert len(await euclidean.search([0, 0, 0])) == 1  # well defined for L2
