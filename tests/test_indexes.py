@@ -40,7 +40,7 @@ from pgvs.indexes import (
     version_tuple,
 )
 from pgvs.planning import index_spec, search_settings, session_settings, set_local_sql
-from pgvs.store import _index_manager
+from pgvs.store import _index_builds
 
 # -- pure: operator classes, limits, parameters ---------------------------------------------------
 
@@ -645,7 +645,7 @@ async def test_build_settings_apply_to_the_build(
 async def test_progress_callback_and_bar(
     manual: AsyncPGVectorStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(_index_manager, "_PROGRESS_INTERVAL", 0.01)
+    monkeypatch.setattr(_index_builds, "_PROGRESS_INTERVAL", 0.01)
     await manual.add_vectors(_vectors(3000))
     samples: list[IndexProgress] = []
     await manual.create_index("hnsw", progress=samples.append)

@@ -243,7 +243,7 @@ class _Reader:
                 self.skip(key, path, ": unknown column")
                 return
             field: tuple[str, ...] = ("col", name)
-            order = self.target.columns[name].kind
+            order: str = self.target.columns[name].kind
         else:
             try:
                 field = ("meta", *parse_key(key))

@@ -33,12 +33,26 @@ from .indexes import (
 )
 
 __all__ = [
+    "PGVECTOR_BUILD_DEFAULTS",
     "QueryPlan",
+    "effective_params",
     "index_spec",
     "search_settings",
     "session_settings",
     "set_local_sql",
 ]
+
+
+#: What pgvector builds with when ``WITH (...)`` leaves a parameter out.
+PGVECTOR_BUILD_DEFAULTS: Mapping[str, Mapping[str, int]] = {
+    "hnsw": {"m": 16, "ef_construction": 64},
+    "ivfflat": {"lists": 100},
+}
+
+
+def effective_params(index_type: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with pgvector's defaults filled in: ``{}`` and ``{"m": 16}`` are one HNSW."""
+    return {**PGVECTOR_BUILD_DEFAULTS.get(index_type or "", {}), **params}
 
 
 def index_spec(

@@ -6,32 +6,35 @@ of processes may ask at once. Progress is sampled from ``pg_stat_progress_create
 pool. The automatic build runs as one background task per store, started after writes; it never
 makes a write wait. What the index is decides the store's query defaults, so this part also keeps
 them (``ann``, IVFFlat's ``lists``, the session settings) in step with the catalog.
+
+Partial indexes (``create_index(where=..., domain=...)``, predicates from :mod:`pgvs.partial`)
+go through the same builder; their ``COMMENT`` records the filter document they were built for,
+so any store on the table recognises, routes searches to, and repairs them. The routable ones are
+kept in ``partials`` (refreshed after every index operation, at start-up and by
+``list_indexes()``), so a search decides its route without a catalog round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
 from .. import indexes as ix
-from .. import planning
-from ..errors import ConfigurationError, DatabaseError, translate_error
-from ..progress import IndexProgressBar, ProgressCallback
-from ..results import IndexProgress, IndexStatus
+from .. import partial, planning
+from .._sql import quote_ident, quote_literal
+from ..errors import ConfigurationError, DatabaseError, ValidationError, translate_error
+from ..progress import ProgressCallback
+from ..results import IndexStatus
 from ._context import StoreContext
+from ._index_builds import BuildRunner
 from ._session import Session, logger
 
 __all__ = ["IndexManager"]
 
-# Seconds between samples of pg_stat_progress_create_index while a build reports progress.
-_PROGRESS_INTERVAL = 0.5
-# Seconds between attempts to take the index-build lock when waiting for another builder.
-_LOCK_POLL = 0.2
 # Seconds an automatic build waits after a failure before writes may trigger it again.
 _AUTO_RETRY_DELAY = 60.0
 
@@ -42,11 +45,14 @@ class IndexManager:
     def __init__(self, ctx: StoreContext, session: Session) -> None:
         self.ctx = ctx
         self.session = session
+        self.builds = BuildRunner(ctx, session)
         # Whether pgvs manages a vector index here (configured, or one of its indexes exists):
         # ANN-only settings and pgvs's query defaults apply then.
         self.ann = ctx.config.index_type != "none"
         self.lists: int | None = None  # lists of the store's IVFFlat index, if any
         self.iterative = True  # the server's pgvector has iterative scans (set at bootstrap)
+        # Valid pgvs partial indexes searches may route to: (name, predicate, size in bytes).
+        self.partials: list[tuple[str, partial.Predicate, int]] = []
         # Automatic index creation (one background task at a time per store).
         self._task: asyncio.Task[None] | None = None
         self.wanted = False
@@ -73,11 +79,22 @@ class IndexManager:
         c = self.ctx.config
         statuses = await self.read_statuses(connection)
         self.note_statuses(statuses)
+        listed = await self.read_indexes(connection)
         if c.index_type == "none" or not c.auto_create_index:
             return False
+        broken = [s for s in listed if s.partial and s.where is not None and not s.valid]
+        for status in broken:
+            logger.warning(
+                "partial vector index %s on %s is INVALID and never used by queries; pgvs will "
+                "rebuild it with its own predicate in the background",
+                status.name,
+                self.ctx.sql.table,
+            )
         status = statuses[0]  # the configured type's index
+        if broken and not status.usable:
+            return True
         if status.usable:
-            return False
+            return bool(broken)
         if status.exists:
             logger.warning(
                 "vector index %s on %s is INVALID (an interrupted CREATE INDEX CONCURRENTLY?) "
@@ -105,11 +122,16 @@ class IndexManager:
         return False
 
     def index_spec(
-        self, index_type: str, params: Mapping[str, Any] | None, *, rows: int
+        self,
+        index_type: str,
+        params: Mapping[str, Any] | None,
+        *,
+        rows: int,
+        name: str | None = None,
     ) -> ix.IndexSpec:
         return planning.index_spec(
             self.ctx.config,
-            name=self.ctx.sql.index_name(index_type),
+            name=name or self.ctx.sql.index_name(index_type),
             column_sql=self.ctx.sql.col("embedding"),
             index_type=index_type,
             params=params,
@@ -160,6 +182,87 @@ class IndexManager:
             )
         return statuses
 
+    def predicate(self, where: Mapping[str, Any] | None, domain: str | None) -> partial.Predicate:
+        ctx = self.ctx
+        return partial.compile_predicate(
+            where,
+            domain,
+            ctx.filter_target,
+            domain_sql=ctx.sql.col("domain_id") if ctx.has_domain else None,
+        )
+
+    async def read_catalog(
+        self, connection: Any
+    ) -> list[tuple[IndexStatus, dict[str, Any] | None]]:
+        """Every vector index of the table, full ones first, each with what pgvs recorded in
+        its comment (None: not a partial index pgvs built)."""
+        found = []
+        for row in await connection.fetch(
+            self.ctx.sql.VECTOR_INDEX_LIST_QUERY, self.ctx.sql.table_text
+        ):
+            recorded = partial.parse_comment(row["comment"]) if row["predicate"] else None
+            status = IndexStatus(
+                name=row["name"],
+                exists=True,
+                valid=bool(row["valid"]),
+                index_type=row["method"],
+                params=ix.parse_reloptions(row["reloptions"]),
+                size_bytes=int(row["size_bytes"]),
+                opclass=row["opclass"],
+                definition=row["definition"],
+                building=bool(row["building"]),
+                predicate=row["predicate"],
+                where=(recorded.get("where") or {}) if recorded else None,
+                domain=recorded.get("domain") if recorded else None,
+            )
+            found.append((status, recorded))
+        return found
+
+    async def read_indexes(self, connection: Any) -> list[IndexStatus]:
+        catalog = await self.read_catalog(connection)
+        self.note_partials(catalog)
+        return [status for status, _ in catalog]
+
+    async def status_of(self, connection: Any, name: str) -> IndexStatus:
+        for status in await self.read_indexes(connection):
+            if status.name == name:
+                return status
+        return IndexStatus(name=name, exists=False)
+
+    def note_partials(self, catalog: Sequence[tuple[IndexStatus, dict[str, Any] | None]]) -> None:
+        """Keep the partial indexes searches may route to: valid, built by pgvs for this config's
+        index expression and operator class, with a predicate that still compiles to the SQL
+        the index was built with (its comment records the hash)."""
+        routable = []
+        for status, recorded in catalog:
+            if recorded is None:
+                continue
+            self.ann = True
+            if not status.valid or status.index_type not in ix.INDEX_TYPES:
+                continue
+            try:
+                predicate = self.predicate(status.where or None, status.domain)
+                spec = self.index_spec(status.index_type, {}, rows=0, name=status.name)
+            except (ValidationError, ConfigurationError):
+                continue  # written for another configuration of this table
+            expected = partial.parse_comment(predicate.comment(spec.index_type, spec.quantization))
+            if status.opclass == spec.opclass and recorded == expected:
+                routable.append((status.name, predicate, status.size_bytes))
+        self.partials = routable
+
+    def route(self, filter: Mapping[str, Any] | None) -> partial.Route | None:
+        """The partial index a search with ``filter`` may use (see :func:`pgvs.partial.route`)."""
+        if not self.partials:
+            return None
+        ctx = self.ctx
+        return partial.route(
+            self.partials,
+            filter,
+            ctx.filter_target,
+            domain=ctx.domain if ctx.has_domain else None,
+            tenant=ctx.tenant,
+        )
+
     def note_statuses(self, statuses: Sequence[IndexStatus]) -> None:
         """Remember what the query defaults depend on: an index exists, IVFFlat's lists."""
         if any(status.exists for status in statuses):
@@ -179,6 +282,7 @@ class IndexManager:
     async def refresh_session(self, connection: Any) -> None:
         """Re-read the store's indexes and bring the pool's query defaults in step with them."""
         self.note_statuses(await self.read_statuses(connection))
+        await self.read_indexes(connection)  # the partial indexes searches may route to
         await self.session.apply_settings(self.desired_session())
 
     async def status_named(self, connection: Any, name: str) -> IndexStatus:
@@ -186,109 +290,6 @@ class IndexManager:
             if status.name == name:
                 return status
         raise AssertionError(name)  # pragma: no cover - index_names() lists every name
-
-    async def _lock_builds(self, connection: asyncpg.Connection, *, wait: bool) -> bool:
-        """Take the table's index-build lock (session level) on ``connection``.
-
-        Waiting polls ``pg_try_advisory_lock`` instead of blocking in ``pg_advisory_lock``: a
-        session blocked inside a statement holds a snapshot, which a concurrent
-        ``CREATE INDEX CONCURRENTLY`` (the lock holder's) waits for: a deadlock.
-        """
-        key = self.ctx.sql.index_lock_key()
-        while True:
-            if await connection.fetchval(
-                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key
-            ):
-                return True
-            if not wait:
-                return False
-            await asyncio.sleep(_LOCK_POLL)
-
-    async def _execute_build(
-        self,
-        connection: asyncpg.Connection,
-        statement: str,
-        *,
-        concurrently: bool,
-        settings: Sequence[tuple[str, str]],
-        progress: ProgressCallback | bool | None,
-        description: str,
-    ) -> None:
-        """Run one CREATE INDEX / REINDEX with its settings, reporting progress if asked.
-
-        Without CONCURRENTLY the statement runs in a transaction and the settings are
-        ``SET LOCAL``. CONCURRENTLY cannot run in a transaction block, so the settings are
-        session-level on this dedicated connection and reset right after.
-        """
-        bar = IndexProgressBar(description) if progress is True else None
-        callback: ProgressCallback | None = bar if bar is not None else progress or None  # type: ignore[assignment]
-
-        async def build() -> None:
-            if concurrently:
-                for name, value in settings:
-                    await connection.execute("SELECT set_config($1, $2, false)", name, value)
-                try:
-                    await connection.execute(statement)
-                finally:
-                    for name, _ in settings:
-                        await connection.execute(f"RESET {name}")  # a fixed setting name
-                return
-            async with connection.transaction():
-                for name, value in settings:
-                    await connection.execute("SELECT set_config($1, $2, true)", name, value)
-                await connection.execute(statement)
-
-        try:
-            if callback is None:
-                await build()
-            else:
-                await self._watch_build(connection.get_server_pid(), build(), callback)
-        finally:
-            if bar is not None:
-                bar.close()
-
-    async def _watch_build(
-        self, pid: int, build: Coroutine[Any, Any, None], callback: ProgressCallback
-    ) -> None:
-        """Run ``build`` while sampling its progress from another connection (the pool)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        task = asyncio.ensure_future(build)
-        last: IndexProgress | None = None
-        report: ProgressCallback | None = callback
-
-        def emit(sample: IndexProgress) -> None:
-            nonlocal report
-            if report is None:
-                return
-            try:
-                report(sample)
-            except Exception:  # a broken callback must not abort (or leak into) the build
-                logger.exception("index progress callback failed; no more progress reports")
-                report = None
-
-        try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=_PROGRESS_INTERVAL)
-                if task.done():
-                    break
-                row = await self.session.pool.fetchrow(self.ctx.sql.PROGRESS_QUERY, pid)
-                sample = ix.progress_from_row(row, loop.time() - started)
-                if sample is not None and sample.percent is not None:
-                    # pgvector reports heap blocks before it knows the tuple total, so the
-                    # raw ratio can fall when it switches counters: never report going back.
-                    floor = last.percent if last is not None and last.percent is not None else 0.0
-                    sample = dataclasses.replace(sample, percent=max(sample.percent, floor))
-                if sample is not None and sample != last:
-                    emit(sample)
-                    last = sample
-            await task
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        emit(IndexProgress("done", 100.0, elapsed=loop.time() - started))
 
     async def _build(
         self,
@@ -299,31 +300,65 @@ class IndexManager:
         wait: bool,
         settings: Sequence[tuple[str, str]],
         progress: ProgressCallback | bool | None = None,
+        predicate: partial.Predicate | None = None,
+        name: str | None = None,
     ) -> IndexStatus | None:
         """Make the index of ``index_type`` exist and be valid; the catalog decides, under the lock.
 
         ``wait=False`` (automatic builds) gives up when another builder holds the lock (None).
-        An existing valid index is kept (with explicit, different ``params`` that is an error);
-        an INVALID one is reported, dropped and rebuilt, never kept.
+        An existing valid index is kept (with explicit ``params`` whose effective values differ,
+        or another predicate, that is an error); an INVALID one is reported, dropped and rebuilt,
+        never kept. With ``predicate`` the index is partial, named ``name`` or after it.
         """
-        self.index_spec(index_type, params, rows=0)  # refuse impossible requests before I/O
-        name = self.ctx.sql.index_name(index_type)
+        derived = name is None
+        if name is None:
+            name = (
+                self.ctx.sql.index_name(index_type)
+                if predicate is None
+                else self.ctx.sql.partial_index_name(index_type, predicate.digest)
+            )
+        spec = self.index_spec(index_type, params, rows=0, name=name)  # refuse before I/O
+        comment = predicate.comment(spec.index_type, spec.quantization) if predicate else None
         connection = await self.session.connect_dedicated()
         try:
-            if not await self._lock_builds(connection, wait=wait):
+            if not await self.builds.lock(connection, wait=wait):
                 return None
-            status = await self.status_named(connection, name)
+            status, recorded = next(
+                (pair for pair in await self.read_catalog(connection) if pair[0].name == name),
+                (IndexStatus(name=name, exists=False), None),
+            )
+            # An index of that name must be the one asked for: type, partial or not, predicate
+            # (a comment-less partial index is accepted only under its derived, digest name).
+            ours = predicate is None or (recorded is None and derived)
+            if status.exists and (
+                status.index_type != index_type
+                or (predicate is None) != (status.predicate is None)
+                or not (ours or recorded == partial.parse_comment(comment))
+            ):
+                raise ConfigurationError(
+                    f"index {name} exists as another index: {status.definition}",
+                    hint="drop_index(name) first, or choose another name.",
+                )
             if status.usable:
                 self.ann = True
+                if comment is not None and recorded is None:
+                    # Built, but the comment of a concurrent build never landed: the derived
+                    # name carries the predicate's digest, so this is the index asked for.
+                    await connection.execute(
+                        self.ctx.sql.comment_on_index(name, quote_literal(comment))
+                    )
                 await self.refresh_session(connection)
+                # Compare effective values: {} and {"m": 16, "ef_construction": 64} are the
+                # same HNSW index (pgvector's defaults), so only a real difference is an error.
+                have = planning.effective_params(index_type, status.params)
                 wanted = ix.check_index_params(index_type, params or {})
-                different = {k: v for k, v in wanted.items() if status.params.get(k) != v}
+                different = {k: v for k, v in wanted.items() if have.get(k) != v}
                 if params is not None and different:
                     raise ConfigurationError(
-                        f"index {name} exists with {dict(status.params)}, not {different}",
+                        f"index {name} exists with {have}, not {different}",
                         hint="drop_index() first to rebuild it with other parameters.",
                     )
-                return status
+                return await self.status_of(connection, name)
             if status.exists:
                 if status.building:
                     # Not a pgvs builder (they hold the lock we hold): leave its build alone.
@@ -339,21 +374,48 @@ class IndexManager:
                 )
                 await connection.execute(self.ctx.sql.drop_index(name, concurrently=concurrently))
             rows = 0
-            if index_type == "ivfflat" and "lists" not in (
+            if predicate is not None and not await connection.fetchval(
+                self.ctx.sql.rows_where(predicate.sql, limit=True)
+            ):
+                logger.warning(
+                    "partial index %s on %s: no row matches %s yet; building it anyway (rows "
+                    "that match later are indexed as they are written)",
+                    name,
+                    self.ctx.sql.table,
+                    predicate.sql,
+                )
+            elif index_type == "ivfflat" and "lists" not in (
                 params if params is not None else self.ctx.config.index_params
             ):
-                rows = int(await connection.fetchval(self.ctx.sql.count_all()))
-            spec = self.index_spec(index_type, params, rows=rows)
+                counted = (
+                    self.ctx.sql.count_all()
+                    if predicate is None
+                    else self.ctx.sql.rows_where(predicate.sql, limit=False)
+                )
+                rows = int(await connection.fetchval(counted))
+            spec = self.index_spec(index_type, params, rows=rows, name=name)
+            if predicate is None:
+                statement = spec.create_sql(self.ctx.sql.table, concurrently=concurrently)
+            else:
+                statement = self.ctx.sql.create_partial_index(
+                    spec, predicate.sql, concurrently=concurrently
+                )
             logger.info("building %s index %s on %s", index_type, name, self.ctx.sql.table)
-            await self._execute_build(
+            await self.builds.execute(
                 connection,
-                spec.create_sql(self.ctx.sql.table, concurrently=concurrently),
+                statement,
                 concurrently=concurrently,
                 settings=settings,
                 progress=progress,
                 description=f"{index_type} index",
             )
-            status = await self.status_named(connection, name)
+            if comment is not None:
+                # A utility statement takes no parameters: the comment goes through the one
+                # audited literal helper.
+                await connection.execute(
+                    self.ctx.sql.comment_on_index(name, quote_literal(comment))
+                )
+            status = await self.status_of(connection, name)
             if not status.usable:
                 raise DatabaseError(
                     f"index {name} was built but is not valid",
@@ -361,32 +423,13 @@ class IndexManager:
                 )
             self.ann = True
             await self.refresh_session(connection)
-            return status
+            return await self.status_of(connection, name)
         except BaseException:
-            await self._abandon(connection)
+            await self.builds.abandon(connection)
             raise
         finally:
             if not connection.is_closed():
                 await connection.close()
-
-    async def _abandon(self, connection: asyncpg.Connection) -> None:
-        """End a dedicated connection whose build was interrupted (cancelled, or an error).
-
-        Closing the socket alone does not stop the server: a backend busy building an index
-        only notices a vanished client when it next writes to it, after the build. So the build
-        is cancelled explicitly, from the pool, and the session ends (its lock with it). A
-        concurrent build interrupted so leaves an INVALID index, which the next build repairs.
-        """
-        pid = connection.get_server_pid()
-        connection.terminate()
-        pool = self.session._pool
-        if pool is None:
-            return
-        cancel = asyncio.ensure_future(pool.execute("SELECT pg_cancel_backend($1)", pid))
-        try:
-            await asyncio.shield(cancel)  # a second cancellation must not stop this one
-        except Exception as exc:  # the build's own error matters more than this one
-            logger.debug("could not cancel the index build of backend %s: %s", pid, exc)
 
     def after_write(self) -> None:
         """Every write path calls this once its rows are committed: while the automatic index is
@@ -429,6 +472,7 @@ class IndexManager:
 
     async def _auto_index_once(self) -> bool:
         c = self.ctx.config
+        await self._repair_partials()
         status = await self.status_named(self.session.pool, self.ctx.sql.index_name(c.index_type))
         if status.usable:
             self.ann = True
@@ -451,11 +495,30 @@ class IndexManager:
         )
         return built is not None and built.usable
 
+    async def _repair_partials(self) -> None:
+        """Rebuild every INVALID partial index pgvs built, with its own predicate and params."""
+        for status in await self.read_indexes(self.session.pool):
+            if status.where is None or status.valid or status.building:
+                continue
+            assert status.index_type is not None  # read from pg_am
+            await self._build(
+                status.index_type,
+                dict(status.params),
+                concurrently=True,
+                wait=False,
+                settings=self.build_settings(None, None),
+                predicate=self.predicate(status.where or None, status.domain),
+                name=status.name,
+            )
+
     async def create_index(
         self,
         index_type: str | None = None,
         params: Mapping[str, int] | None = None,
         *,
+        where: Mapping[str, Any] | None = None,
+        domain: str | None = None,
+        name: str | None = None,
         concurrently: bool = False,
         maintenance_work_mem: str | int | None = None,
         max_parallel_maintenance_workers: int | None = None,
@@ -468,6 +531,16 @@ class IndexManager:
                 "create_index() needs an index type: this store's index_type is 'none'",
                 hint="Pass 'hnsw' or 'ivfflat'.",
             )
+        predicate = None
+        if where is not None or domain is not None:
+            predicate = self.predicate(where, domain)
+        elif name is not None:
+            raise ValidationError(
+                "name= applies to partial indexes (with where= or domain=); the store's full "
+                "index keeps its derived name"
+            )
+        if name is not None:
+            quote_ident(name)  # a valid, 63-byte-safe identifier, or ConfigurationError
         settings = self.build_settings(maintenance_work_mem, max_parallel_maintenance_workers)
         status = await self._build(
             chosen,
@@ -476,30 +549,34 @@ class IndexManager:
             wait=True,
             settings=settings,
             progress=progress,
+            predicate=predicate,
+            name=name,
         )
         assert status is not None  # wait=True always ends with a status or an error
-        if chosen == self.ctx.config.index_type:
+        if chosen == self.ctx.config.index_type and predicate is None:
             self.wanted = False
         return status
 
-    async def drop_index(self, *, concurrently: bool = False) -> bool:
+    async def drop_index(self, name: str | None = None, *, concurrently: bool = False) -> bool:
         """AsyncPGVectorStore.drop_index: a background build is cancelled first."""
         await self.cancel_background()
-        self.wanted = False
         connection = await self.session.connect_dedicated()
         try:
-            await self._lock_builds(connection, wait=True)
-            dropped = False
-            for status in await self.read_statuses(connection):
-                if status.exists:
-                    await connection.execute(
-                        self.ctx.sql.drop_index(status.name, concurrently=concurrently)
-                    )
-                    logger.info("dropped index %s", status.name)
-                    dropped = True
+            await self.builds.lock(connection, wait=True)
+            if name is None:
+                self.wanted = False
+                targets = [s.name for s in await self.read_statuses(connection) if s.exists]
+            else:
+                # Only a vector index of this table: drop_index never reaches anything else.
+                targets = [s.name for s in await self.read_indexes(connection) if s.name == name]
+                if name in self.ctx.sql.index_names():
+                    self.wanted = False
+            for target in targets:
+                await connection.execute(self.ctx.sql.drop_index(target, concurrently=concurrently))
+                logger.info("dropped index %s", target)
             self.ann = self.ctx.config.index_type != "none"
             await self.refresh_session(connection)
-            return dropped
+            return bool(targets)
         finally:
             await connection.close()
 
@@ -515,8 +592,9 @@ class IndexManager:
         settings = self.build_settings(maintenance_work_mem, max_parallel_maintenance_workers)
         connection = await self.session.connect_dedicated()
         try:
-            await self._lock_builds(connection, wait=True)
+            await self.builds.lock(connection, wait=True)
             statuses = [s for s in await self.read_statuses(connection) if s.exists]
+            statuses += [s for s in await self.read_indexes(connection) if s.where is not None]
             if not statuses:
                 return (await self.read_statuses(connection))[0]
             for status in statuses:
@@ -525,7 +603,7 @@ class IndexManager:
                         f"index {status.name} is being built by another session outside pgvs",
                         hint="Wait for that build to finish, or cancel it, then retry.",
                     )
-                await self._execute_build(
+                await self.builds.execute(
                     connection,
                     self.ctx.sql.reindex(status.name, concurrently=concurrently),
                     concurrently=concurrently,
@@ -534,13 +612,17 @@ class IndexManager:
                     description=f"reindex {status.index_type}",
                 )
             await self.refresh_session(connection)
-            return await self.status_named(connection, statuses[0].name)
+            return await self.status_of(connection, statuses[0].name)
         except BaseException:
-            await self._abandon(connection)
+            await self.builds.abandon(connection)
             raise
         finally:
             if not connection.is_closed():
                 await connection.close()
+
+    async def list_indexes(self) -> list[IndexStatus]:
+        """AsyncPGVectorStore.list_indexes."""
+        return await self.read_indexes(self.session.pool)
 
     async def index_status(self) -> IndexStatus:
         """AsyncPGVectorStore.index_status."""
