@@ -19,6 +19,7 @@ from pgvs._sql import quote_ident
 from pgvs.config import StoreConfig
 from pgvs.filters import compile_filter, parse_key
 from pgvs.partial import compile_predicate
+from pgvs.store import _index_manager
 from pgvs.store._context import StoreContext
 
 DIM = 16
@@ -271,23 +272,39 @@ async def test_invalid_partial_index_is_rebuilt_with_its_own_predicate(
         assert (await store.explain_search(_vectors(1)[0], filter={"cat": "b"})).partial_index
 
 
-async def test_another_store_on_the_table_routes_to_it(pg_dsn: str, table_name: str) -> None:
+async def test_another_store_on_the_table_routes_to_it(
+    pg_dsn: str, table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = {"connection_string": pg_dsn, "dimensions": DIM, "table_name": table_name}
+    query = _vectors(1)[0]
     async with AsyncPGVectorStore(config) as first:
         await first.add_vectors(_vectors(100), metadata=_metadata(100))
-        async with AsyncPGVectorStore(config) as second:
+        async with AsyncPGVectorStore(config) as second, AsyncPGVectorStore(config) as third:
             made = await first.create_index(where={"cat": "a"})
-            assert (
-                await second.explain_search(_vectors(1)[0], filter={"cat": "a"})
-            ).partial_index is None
+            assert (await second.explain_search(query, filter={"cat": "a"})).partial_index is None
             await second.list_indexes()  # refreshes what it routes to
-            plan = await second.explain_search(_vectors(1)[0], filter={"cat": "a"})
+            plan = await second.explain_search(query, filter={"cat": "a"})
             assert plan.partial_index == made.name
-            # A store of another metric on the same table must not use it (other operator class).
+            # Past the TTL a search re-reads the list in the background (never waits for it).
+            monkeypatch.setattr(_index_manager, "_PARTIALS_TTL", 0.0)
+            assert (await third.explain_search(query, filter={"cat": "a"})).partial_index is None
+            refresh = third._indexes._refresh
+            assert refresh is not None
+            await refresh
+            assert (await third.explain_search(query, filter={"cat": "a"})).partial_index
+            # Dropped elsewhere: the next refresh forgets it.
+            await first.drop_index(made.name)
+            await third.search(query, filter={"cat": "a"})
+            refresh = third._indexes._refresh
+            assert refresh is not None
+            await refresh
+            assert third._indexes.partials == []
+        # A store of another metric on the same table never uses it (another operator class).
+        again = await first.create_index(where={"cat": "a"})
         async with AsyncPGVectorStore(config, metric="euclidean") as other:
-            assert (
-                await other.explain_search(_vectors(1)[0], filter={"cat": "a"})
-            ).partial_index is None
+            plan = await other.explain_search(query, filter={"cat": "a"})
+            assert plan.partial_index is None
+            assert again.name in {s.name for s in await other.list_indexes()}
 
 
 def test_the_sync_facade(pg_dsn: str, table_name: str) -> None:

@@ -3,7 +3,8 @@
 The table's build lock (an advisory lock, polled), the statement with its per-build settings
 (``SET LOCAL``, or session-level on the dedicated connection for ``CONCURRENTLY``), progress
 sampled from ``pg_stat_progress_create_index`` on the pool, and the clean-up of an interrupted
-build. :mod:`._index_manager` decides *what* to build; this part only runs it.
+build; and the catalog rows of the table's vector indexes that every decision starts from.
+:mod:`._index_manager` decides *what* to build; this part only reads and runs.
 """
 
 from __future__ import annotations
@@ -17,17 +18,44 @@ from typing import Any
 import asyncpg
 
 from .. import indexes as ix
+from .. import partial
 from ..progress import IndexProgressBar, ProgressCallback
-from ..results import IndexProgress
+from ..results import IndexProgress, IndexStatus
 from ._context import StoreContext
 from ._session import Session, logger
 
-__all__ = ["BuildRunner"]
+__all__ = ["BuildRunner", "read_catalog"]
 
 # Seconds between samples of pg_stat_progress_create_index while a build reports progress.
 _PROGRESS_INTERVAL = 0.5
 # Seconds between attempts to take the index-build lock when waiting for another builder.
 _LOCK_POLL = 0.2
+
+
+async def read_catalog(
+    ctx: StoreContext, connection: Any
+) -> list[tuple[IndexStatus, dict[str, Any] | None]]:
+    """Every vector index of the table, full ones first, each with what pgvs recorded in
+    its comment (None: not a partial index pgvs built)."""
+    found = []
+    for row in await connection.fetch(ctx.sql.VECTOR_INDEX_LIST_QUERY, ctx.sql.table_text):
+        recorded = partial.parse_comment(row["comment"]) if row["predicate"] else None
+        status = IndexStatus(
+            name=row["name"],
+            exists=True,
+            valid=bool(row["valid"]),
+            index_type=row["method"],
+            params=ix.parse_reloptions(row["reloptions"]),
+            size_bytes=int(row["size_bytes"]),
+            opclass=row["opclass"],
+            definition=row["definition"],
+            building=bool(row["building"]),
+            predicate=row["predicate"],
+            where=(recorded.get("where") or {}) if recorded else None,
+            domain=recorded.get("domain") if recorded else None,
+        )
+        found.append((status, recorded))
+    return found
 
 
 class BuildRunner:

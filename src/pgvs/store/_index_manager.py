@@ -30,13 +30,16 @@ from ..errors import ConfigurationError, DatabaseError, ValidationError, transla
 from ..progress import ProgressCallback
 from ..results import IndexStatus
 from ._context import StoreContext
-from ._index_builds import BuildRunner
+from ._index_builds import BuildRunner, read_catalog
 from ._session import Session, logger
 
 __all__ = ["IndexManager"]
 
 # Seconds an automatic build waits after a failure before writes may trigger it again.
 _AUTO_RETRY_DELAY = 60.0
+# Seconds a store trusts its list of partial indexes; then a search re-reads it in the
+# background (so indexes other processes create or drop are seen without a restart).
+_PARTIALS_TTL = 60.0
 
 
 class IndexManager:
@@ -53,6 +56,8 @@ class IndexManager:
         self.iterative = True  # the server's pgvector has iterative scans (set at bootstrap)
         # Valid pgvs partial indexes searches may route to: (name, predicate, size in bytes).
         self.partials: list[tuple[str, partial.Predicate, int]] = []
+        self._partials_at = -_PARTIALS_TTL
+        self._refresh: asyncio.Task[None] | None = None
         # Automatic index creation (one background task at a time per store).
         self._task: asyncio.Task[None] | None = None
         self.wanted = False
@@ -63,11 +68,12 @@ class IndexManager:
     async def cancel_background(self) -> None:
         """Stop the automatic build, if one runs: a concurrent build left half done is an
         INVALID index, which the next start-up (or create_index) repairs."""
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._refresh):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._refresh = None
 
     async def initial_index(self, connection: asyncpg.Connection) -> bool:
         """At start-up, inside the schema transaction: is the configured index there and valid?
@@ -191,35 +197,8 @@ class IndexManager:
             domain_sql=ctx.sql.col("domain_id") if ctx.has_domain else None,
         )
 
-    async def read_catalog(
-        self, connection: Any
-    ) -> list[tuple[IndexStatus, dict[str, Any] | None]]:
-        """Every vector index of the table, full ones first, each with what pgvs recorded in
-        its comment (None: not a partial index pgvs built)."""
-        found = []
-        for row in await connection.fetch(
-            self.ctx.sql.VECTOR_INDEX_LIST_QUERY, self.ctx.sql.table_text
-        ):
-            recorded = partial.parse_comment(row["comment"]) if row["predicate"] else None
-            status = IndexStatus(
-                name=row["name"],
-                exists=True,
-                valid=bool(row["valid"]),
-                index_type=row["method"],
-                params=ix.parse_reloptions(row["reloptions"]),
-                size_bytes=int(row["size_bytes"]),
-                opclass=row["opclass"],
-                definition=row["definition"],
-                building=bool(row["building"]),
-                predicate=row["predicate"],
-                where=(recorded.get("where") or {}) if recorded else None,
-                domain=recorded.get("domain") if recorded else None,
-            )
-            found.append((status, recorded))
-        return found
-
     async def read_indexes(self, connection: Any) -> list[IndexStatus]:
-        catalog = await self.read_catalog(connection)
+        catalog = await read_catalog(self.ctx, connection)
         self.note_partials(catalog)
         return [status for status, _ in catalog]
 
@@ -249,9 +228,21 @@ class IndexManager:
             if status.opclass == spec.opclass and recorded == expected:
                 routable.append((status.name, predicate, status.size_bytes))
         self.partials = routable
+        self._partials_at = asyncio.get_running_loop().time()
+
+    async def _refresh_partials(self) -> None:
+        try:
+            await self.read_indexes(self.session.pool)
+        except Exception as exc:  # a search never fails for this; the next one retries
+            logger.debug("could not re-read the partial indexes of %s: %s", self.ctx.sql.table, exc)
 
     def route(self, filter: Mapping[str, Any] | None) -> partial.Route | None:
         """The partial index a search with ``filter`` may use (see :func:`pgvs.partial.route`)."""
+        loop = asyncio.get_running_loop()
+        stale = loop.time() - self._partials_at > _PARTIALS_TTL
+        if stale and (self._refresh is None or self._refresh.done()):
+            self._partials_at = loop.time()  # one refresh at a time, retried after the TTL
+            self._refresh = loop.create_task(self._refresh_partials())
         if not self.partials:
             return None
         ctx = self.ctx
@@ -324,7 +315,7 @@ class IndexManager:
             if not await self.builds.lock(connection, wait=wait):
                 return None
             status, recorded = next(
-                (pair for pair in await self.read_catalog(connection) if pair[0].name == name),
+                (pair for pair in await read_catalog(self.ctx, connection) if pair[0].name == name),
                 (IndexStatus(name=name, exists=False), None),
             )
             # An index of that name must be the one asked for: type, partial or not, predicate
