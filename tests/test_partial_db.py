@@ -92,6 +92,11 @@ async def test_create_list_keep_and_drop(
         await store.create_index("ivfflat", where={"year": {"$gte": 2020}}, name="recent")
     ivf = await store.create_index("ivfflat", where={"cat": {"$in": ["a", "b"]}})
     assert ivf.params == {"lists": 1}  # rows / 1000 of the 200 matching rows (at least 1)
+    ivf4 = await store.create_index("ivfflat", {"lists": 4}, where={"cat": "b"})
+    plan = await store.explain_search(_vectors(1)[0], filter={"cat": "b"})
+    assert plan.partial_index == ivf4.name
+    assert ("ivfflat.probes", "2") in plan.settings  # sqrt of its own lists
+    assert await store.drop_index(ivf4.name)
 
     listed = await store.list_indexes()
     assert next(s.name for s in listed) == f"{table_name}_embedding_hnsw"  # full ones first

@@ -125,6 +125,7 @@ class Route:
     name: str
     predicate_sql: str
     covered: bool
+    probes: int | None = None  # an IVFFlat partial index's own sqrt(lists), set by the store
 
 
 # -- values --------------------------------------------------------------------------------------

@@ -161,8 +161,8 @@ class IndexStatus:
     ``CREATE INDEX CONCURRENTLY``, or a build still running) is never used by queries.
     ``building`` is True while ``pg_stat_progress_create_index`` shows a build of it.
     A partial index (``create_index(where=..., domain=...)``) has its ``predicate`` as the
-    server writes it; ``where`` and ``domain`` are what it was created with (None for a partial
-    index pgvs did not build).
+    server writes it; ``where`` and ``domain`` are what it was created with (``where`` in its
+    canonical form, ``{}`` for a tenant-only index; None for a partial index pgvs did not build).
     """
 
     name: str

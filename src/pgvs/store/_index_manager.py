@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,6 +58,7 @@ class IndexManager:
         # Valid pgvs partial indexes searches may route to: (name, predicate, size in bytes).
         self.partials: list[tuple[str, partial.Predicate, int]] = []
         self._partials_at = -_PARTIALS_TTL
+        self._partial_probes: dict[str, int] = {}  # IVFFlat partial indexes: sqrt(their lists)
         self._refresh: asyncio.Task[None] | None = None
         # Automatic index creation (one background task at a time per store).
         self._task: asyncio.Task[None] | None = None
@@ -213,6 +215,7 @@ class IndexManager:
         index expression and operator class, with a predicate that still compiles to the SQL
         the index was built with (its comment records the hash)."""
         routable = []
+        probes: dict[str, int] = {}
         for status, recorded in catalog:
             if recorded is None:
                 continue
@@ -227,7 +230,10 @@ class IndexManager:
             expected = partial.parse_comment(predicate.comment(spec.index_type, spec.quantization))
             if status.opclass == spec.opclass and recorded == expected:
                 routable.append((status.name, predicate, status.size_bytes))
-        self.partials = routable
+                if status.index_type == "ivfflat":
+                    lists = int(planning.effective_params("ivfflat", status.params)["lists"])
+                    probes[status.name] = ix.default_probes(lists)
+        self.partials, self._partial_probes = routable, probes
         self._partials_at = asyncio.get_running_loop().time()
 
     async def _refresh_partials(self) -> None:
@@ -246,13 +252,16 @@ class IndexManager:
         if not self.partials:
             return None
         ctx = self.ctx
-        return partial.route(
+        chosen = partial.route(
             self.partials,
             filter,
             ctx.filter_target,
             domain=ctx.domain if ctx.has_domain else None,
             tenant=ctx.tenant,
         )
+        if chosen is None or chosen.name not in self._partial_probes:
+            return chosen
+        return dataclasses.replace(chosen, probes=self._partial_probes[chosen.name])
 
     def note_statuses(self, statuses: Sequence[IndexStatus]) -> None:
         """Remember what the query defaults depend on: an index exists, IVFFlat's lists."""

@@ -104,6 +104,8 @@ class Reader:
         indexes = self.indexes
         # A covering partial index holds only matching rows: nothing for an iterative scan to do.
         covered = route is not None and route.covered
+        if route is not None and probes is None and self.ctx.config.probes is None:
+            probes = route.probes  # an IVFFlat partial index: sqrt of its own lists
         return search_settings(
             self.ctx.config,
             k=k,
