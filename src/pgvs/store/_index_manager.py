@@ -10,8 +10,8 @@ them (``ann``, IVFFlat's ``lists``, the session settings) in step with the catal
 Partial indexes (``create_index(where=..., domain=...)``, predicates from :mod:`pgvs.partial`)
 go through the same builder; their ``COMMENT`` records the filter document they were built for,
 so any store on the table recognises, routes searches to, and repairs them. The routable ones are
-kept in ``partials`` (refreshed after every index operation, at start-up and by
-``list_indexes()``), so a search decides its route without a catalog round trip.
+kept in ``partials`` (refreshed at start-up, after every index operation, by ``list_indexes()``
+and, past a TTL, in the background), so a search decides its route without a catalog round trip.
 """
 
 from __future__ import annotations
@@ -87,10 +87,11 @@ class IndexManager:
         c = self.ctx.config
         statuses = await self.read_statuses(connection)
         self.note_statuses(statuses)
-        listed = await self.read_indexes(connection)
+        catalog = await read_catalog(self.ctx, connection)
+        self.note_partials(catalog)
         if c.index_type == "none" or not c.auto_create_index:
             return False
-        broken = [s for s in listed if s.partial and s.where is not None and not s.valid]
+        broken = [s for s, r in catalog if not s.valid and self._mine(s, r) is not None]
         for status in broken:
             logger.warning(
                 "partial vector index %s on %s is INVALID and never used by queries; pgvs will "
@@ -99,9 +100,7 @@ class IndexManager:
                 self.ctx.sql.table,
             )
         status = statuses[0]  # the configured type's index
-        if broken and not status.usable:
-            return True
-        if status.usable:
+        if status.usable or broken:
             return bool(broken)
         if status.exists:
             logger.warning(
@@ -210,29 +209,36 @@ class IndexManager:
                 return status
         return IndexStatus(name=name, exists=False)
 
+    def _mine(
+        self, status: IndexStatus, recorded: dict[str, Any] | None
+    ) -> partial.Predicate | None:
+        """The predicate of a partial index pgvs built for this store's configuration: its
+        comment compiles, here, to the same predicate, type and quantization, on the operator
+        class this store searches with. None for anything else (never routed to or repaired)."""
+        if recorded is None or status.index_type not in ix.INDEX_TYPES:
+            return None
+        try:
+            predicate = self.predicate(status.where or None, status.domain)
+            spec = self.index_spec(status.index_type, {}, rows=0, name=status.name)
+        except (ValidationError, ConfigurationError):
+            return None  # written for another configuration of this table
+        expected = partial.parse_comment(predicate.comment(spec.index_type, spec.quantization))
+        return predicate if status.opclass == spec.opclass and recorded == expected else None
+
     def note_partials(self, catalog: Sequence[tuple[IndexStatus, dict[str, Any] | None]]) -> None:
-        """Keep the partial indexes searches may route to: valid, built by pgvs for this config's
-        index expression and operator class, with a predicate that still compiles to the SQL
-        the index was built with (its comment records the hash)."""
+        """Keep the partial indexes searches may route to: valid, and this store's (``_mine``)."""
         routable = []
         probes: dict[str, int] = {}
         for status, recorded in catalog:
-            if recorded is None:
+            if recorded is not None:
+                self.ann = True
+            predicate = self._mine(status, recorded) if status.valid else None
+            if predicate is None:
                 continue
-            self.ann = True
-            if not status.valid or status.index_type not in ix.INDEX_TYPES:
-                continue
-            try:
-                predicate = self.predicate(status.where or None, status.domain)
-                spec = self.index_spec(status.index_type, {}, rows=0, name=status.name)
-            except (ValidationError, ConfigurationError):
-                continue  # written for another configuration of this table
-            expected = partial.parse_comment(predicate.comment(spec.index_type, spec.quantization))
-            if status.opclass == spec.opclass and recorded == expected:
-                routable.append((status.name, predicate, status.size_bytes))
-                if status.index_type == "ivfflat":
-                    lists = int(planning.effective_params("ivfflat", status.params)["lists"])
-                    probes[status.name] = ix.default_probes(lists)
+            routable.append((status.name, predicate, status.size_bytes))
+            if status.index_type == "ivfflat":
+                lists = int(planning.effective_params("ivfflat", status.params)["lists"])
+                probes[status.name] = ix.default_probes(lists)
         self.partials, self._partial_probes = routable, probes
         self._partials_at = asyncio.get_running_loop().time()
 
@@ -496,18 +502,19 @@ class IndexManager:
         return built is not None and built.usable
 
     async def _repair_partials(self) -> None:
-        """Rebuild every INVALID partial index pgvs built, with its own predicate and params."""
-        for status in await self.read_indexes(self.session.pool):
-            if status.where is None or status.valid or status.building:
+        """Rebuild every INVALID partial index of this store with its own predicate and params."""
+        for status, recorded in await read_catalog(self.ctx, self.session.pool):
+            predicate = self._mine(status, recorded)
+            if predicate is None or status.valid or status.building:
                 continue
-            assert status.index_type is not None  # read from pg_am
+            assert status.index_type is not None  # _mine checked it
             await self._build(
                 status.index_type,
                 dict(status.params),
                 concurrently=True,
                 wait=False,
                 settings=self.build_settings(None, None),
-                predicate=self.predicate(status.where or None, status.domain),
+                predicate=predicate,
                 name=status.name,
             )
 
