@@ -4,6 +4,7 @@ literal-quoting helper."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -371,3 +372,47 @@ async def test_injection_payloads_are_inert_in_predicates(
                     compile_predicate({payload: 1}, None, target, domain_sql=domain_sql)
     finally:
         await raw_conn.execute("RESET standard_conforming_strings")
+
+
+async def test_why_searches_carry_the_predicate_literally(
+    loaded: tuple[AsyncPGVectorStore, Any], table_name: str
+) -> None:
+    """The measurement behind the design: a generic plan of a parameterised filter cannot prove a
+    partial index's predicate; the same statement with the literal predicate added can."""
+    store, (vectors, _) = loaded
+    made = await store.create_index(where={"cat": "a"})
+    t = quote_ident(table_name)
+    head = f"SELECT id FROM {t} WHERE metadata @> $2::jsonb"
+    tail = "ORDER BY embedding <=> $1::vector LIMIT 10"
+    query = "[" + ",".join(str(float(x)) for x in vectors[0]) + "]"
+    async with store.pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+            "SET LOCAL enable_sort = off; SET LOCAL plan_cache_mode = force_generic_plan"
+        )
+        await connection.execute(f"PREPARE bound AS {head} {tail}")
+        await connection.execute(f"PREPARE inlined AS {head} AND {made.predicate} {tail}")
+        plans = {}
+        for name in ("bound", "inlined"):
+            rows = await connection.fetch(
+                f"EXPLAIN EXECUTE {name}('{query}', '{{\"cat\": \"a\"}}')"
+            )
+            plans[name] = "\n".join(row[0] for row in rows)
+        await connection.execute("DEALLOCATE bound; DEALLOCATE inlined")
+    assert made.name not in plans["bound"], plans["bound"]
+    assert f"{table_name}_embedding_hnsw" in plans["bound"]
+    assert made.name in plans["inlined"], plans["inlined"]
+
+
+async def test_racing_builders_make_one_partial_index(pg_dsn: str, table_name: str) -> None:
+    config = {"connection_string": pg_dsn, "dimensions": DIM, "table_name": table_name}
+    async with AsyncPGVectorStore(config) as first, AsyncPGVectorStore(config) as second:
+        await first.add_vectors(_vectors(300), metadata=_metadata(300))
+        results = await asyncio.gather(
+            first.create_index(where={"cat": "b"}, concurrently=True),
+            second.create_index(where={"cat": {"$in": ["b"]}}, concurrently=True),
+            second.create_index(where={"cat": "b"}),
+        )
+        assert len({status.name for status in results}) == 1
+        assert all(status.usable for status in results)
+        assert len([s for s in await first.list_indexes() if s.partial]) == 1
