@@ -248,3 +248,15 @@ def test_route_never_raises_on_odd_filters() -> None:
     ]
     for filter in odd:
         assert route(CANDIDATES, filter, TARGET, domain="", tenant=False) is None
+
+
+def test_derived_names_are_63_byte_safe_and_distinct() -> None:
+    long = StoreContext(StoreConfig(dimensions=4, table_name="t" * 63))
+    names = {
+        long.sql.partial_index_name(index_type, predicate(where).digest)
+        for index_type in ("hnsw", "ivfflat")
+        for where in ({"cat": "a"}, {"cat": "b"}, {"year": {"$gte": 2020}})
+    }
+    assert len(names) == 6
+    assert all(len(name.encode()) <= 63 for name in names)
+    assert CTX.sql.partial_index_name("hnsw", EQ.digest) == f"t_embedding_hnsw_p{EQ.digest}"

@@ -20,6 +20,7 @@ from pgvs._sql import quote_ident
 from pgvs.config import StoreConfig
 from pgvs.filters import compile_filter, parse_key
 from pgvs.partial import compile_predicate
+from pgvs.results import IndexProgress
 from pgvs.store import _index_manager
 from pgvs.store._context import StoreContext
 
@@ -82,9 +83,17 @@ async def test_create_list_keep_and_drop(
     assert "building" not in caplog.text
     with pytest.raises(ConfigurationError, match="'m': 8"):
         await store.create_index("hnsw", {"m": 8}, where={"cat": "a"})
+    samples: list[IndexProgress] = []
     ranged = await store.create_index(
-        "hnsw", {"m": 8, "ef_construction": 32}, where={"year": {"$gte": 2020}}, name="recent"
+        "hnsw",
+        {"m": 8, "ef_construction": 32},
+        where={"year": {"$gte": 2020}},
+        name="recent",
+        concurrently=True,
+        maintenance_work_mem="64MB",
+        progress=samples.append,
     )
+    assert samples[-1].phase == "done"
     assert ranged.name == "recent"
     assert ranged.params == {"m": 8, "ef_construction": 32}
     with pytest.raises(ConfigurationError, match="exists as another index"):
