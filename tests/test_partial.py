@@ -196,6 +196,7 @@ CANDIDATES = [
         ({"cat": "a"}, "", False, ("eq", True)),
         ({"cat": {"$eq": "a"}, "x": {"$ne": 1}}, "", False, ("eq", False)),
         ({"cat": "a", "year": 2021}, "", False, ("eq", False)),
+        ({"cat": "a", "@document_id": {"$in": ["d1", "d2"]}}, "", False, ("eq", False)),
         # IN-subset: implied, covered only when the sets are equal
         ({"cat": "b"}, "", False, ("in", False)),
         ({"cat": {"$in": ["b", "a"]}}, "", False, ("in", True)),

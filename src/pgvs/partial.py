@@ -175,9 +175,16 @@ class _Reader:
     """Reads a filter document into atoms. ``strict`` (a predicate): anything else is an error.
     Lenient (a search's filter): anything else is skipped and the result marked incomplete."""
 
-    def __init__(self, target: FilterTarget, *, strict: bool) -> None:
+    def __init__(
+        self,
+        target: FilterTarget,
+        *,
+        strict: bool,
+        fields: frozenset[tuple[str, ...]] | None = None,
+    ) -> None:
         self.target = target
         self.strict = strict
+        self.fields = fields  # lenient: only these fields matter (others: not complete)
         self.complete = True
         self.atoms: list[Atom] = []
 
@@ -254,6 +261,11 @@ class _Reader:
                 self.complete = False
                 return
             order = ""
+        if self.fields is not None and field not in self.fields:
+            # No predicate constrains this field: it can neither imply one nor be covered, so
+            # it is not read at all (typing a long column $in list costs per search).
+            self.complete = False
+            return
         ops = spec if isinstance(spec, Mapping) else {"$eq": spec}
         if not ops:
             self.skip("an empty operator document", path)
@@ -487,20 +499,22 @@ def parse_comment(text: str | None) -> dict[str, Any] | None:
 
 
 def filter_atoms(
-    filter: Mapping[str, Any] | None, target: FilterTarget, domain: str | None
+    filter: Mapping[str, Any] | None,
+    target: FilterTarget,
+    domain: str | None,
+    fields: frozenset[tuple[str, ...]] | None = None,
 ) -> tuple[list[Atom], bool]:
     """What a search's filter (and tenant ``domain``) says, as atoms, and whether that is all it
-    says (``complete``). Never raises: what it cannot read is left out (and not complete)."""
-    reader = _Reader(target, strict=False)
+    says (``complete``). Only ``fields`` are read when given. Never raises: what it cannot read
+    is left out (and not complete)."""
+    reader = _Reader(target, strict=False, fields=fields)
+    tenant = [Atom(("domain",), "values", frozenset({domain}))] if domain is not None else []
     if filter:
         try:
             reader.document(filter, "")
         except (ValidationError, TypeError, ValueError):
-            return ([Atom(("domain",), "values", frozenset({domain}))] if domain else []), False
-    atoms = list(reader.atoms)
-    if domain is not None:
-        atoms.append(Atom(("domain",), "values", frozenset({domain})))
-    return atoms, reader.complete
+            return tenant, False
+    return [*reader.atoms, *tenant], reader.complete
 
 
 def _within(value: Any, atom: Atom) -> bool:
@@ -566,7 +580,8 @@ def route(
     """
     if not candidates or (not filter and not tenant):
         return None
-    atoms, complete = filter_atoms(filter, target, domain)
+    fields = frozenset(atom.field for _, predicate, _ in candidates for atom in predicate.atoms)
+    atoms, complete = filter_atoms(filter, target, domain, fields)
     best: tuple[bool, int, str, Predicate] | None = None
     for name, predicate, size in candidates:
         if not implies(atoms, predicate.atoms):
