@@ -40,7 +40,7 @@ from pgvs.indexes import (
     version_tuple,
 )
 from pgvs.planning import index_spec, search_settings, session_settings, set_local_sql
-from pgvs.store import _index_manager
+from pgvs.store import _index_builds
 
 # -- pure: operator classes, limits, parameters ---------------------------------------------------
 
@@ -645,7 +645,7 @@ async def test_build_settings_apply_to_the_build(
 async def test_progress_callback_and_bar(
     manual: AsyncPGVectorStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(_index_manager, "_PROGRESS_INTERVAL", 0.01)
+    monkeypatch.setattr(_index_builds, "_PROGRESS_INTERVAL", 0.01)
     await manual.add_vectors(_vectors(3000))
     samples: list[IndexProgress] = []
     await manual.create_index("hnsw", progress=samples.append)
@@ -1026,3 +1026,33 @@ async def test_four_processes_racing_automatic_ivfflat_builds_make_one_index(
     assert [(r["relname"], r["indisvalid"]) for r in indexes] == [
         (f"{table_name}_embedding_ivfflat", True)
     ]
+
+
+async def test_explicit_defaults_are_the_defaults(
+    pg_dsn: str, table_name: str, raw_conn: asyncpg.Connection
+) -> None:
+    # The index built on its own (initialize, or ingest's background build) has pgvector's
+    # defaults and no WITH (...): asking for those same values explicitly is no conflict.
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=DIM, table_name=table_name
+    ) as store:
+        await store.ingest(_vectors(200))
+        built = await store.index_status()
+        assert built.params == {}
+        assert await store.create_index("hnsw", {"m": 16, "ef_construction": 64}) == built
+        assert await store.create_index("hnsw", {"ef_construction": 64}) == built
+        with pytest.raises(ConfigurationError, match=r"'m': 16, 'ef_construction': 64.*'m': 8"):
+            await store.create_index("hnsw", {"m": 8, "ef_construction": 64})
+        # IVFFlat alike: lists=100 is what an index built without WITH (lists) has.
+        await store.drop_index()
+        name = f"{table_name}_embedding_ivfflat"
+        await raw_conn.execute(
+            f'CREATE INDEX "{name}" ON "{table_name}" USING ivfflat (embedding vector_cosine_ops)'
+        )
+        status = await store.create_index("ivfflat", {"lists": 100})
+        assert (status.name, status.params) == (name, {})
+        with pytest.raises(ConfigurationError, match="'lists': 7"):
+            await store.create_index("ivfflat", {"lists": 7})
+        # And for partial indexes.
+        hot = await store.create_index("hnsw", where={"n": 1}, domain="")
+        assert await store.create_index("hnsw", {"m": 16}, where={"n": 1}, domain="") == hot

@@ -129,6 +129,7 @@ LAYERS = [
             "pgvs.indexes",
             "pgvs.config",
             "pgvs.filters",
+            "pgvs.partial",
             "pgvs.planning",
             "pgvs._statements",
             "pgvs._schema_check",

@@ -1,8 +1,9 @@
 """The one place identifiers become SQL text.
 
-Values never pass through here: they are always bound as ``$n`` parameters. Identifiers (schema,
-table, column, index names) cannot be bound, so they are validated and double-quoted by
-:func:`quote_ident`, and nothing else in pgvs pastes a name into SQL.
+Values are bound as ``$n`` parameters wherever PostgreSQL takes one. Identifiers (schema, table,
+column, index names) cannot be bound, so they are validated and double-quoted by
+:func:`quote_ident`, and nothing else in pgvs pastes a name into SQL. The few values that cannot
+be bound (index predicates, comments) go through :func:`quote_literal` and nothing else.
 """
 
 from __future__ import annotations
@@ -42,12 +43,30 @@ def qualified(schema: str | None, name: str) -> str:
 
 
 def quote_literal(value: str) -> str:
-    """A SQL string literal, for the few spots where a bound parameter would defeat the planner.
+    """A SQL string literal: the one audited place a *value* becomes SQL text.
 
-    Used for metadata *keys* in compiled filters, only after :mod:`pgvs.filters` has checked them
-    against its key alphabet, so an expression index on ``metadata -> 'key'`` still matches a
-    generic plan. Filter and row *values* are never passed through here: they are always bound.
+    Bound parameters are always preferred. This exists for the spots where PostgreSQL cannot take
+    one: metadata *keys* in compiled filters (already checked against :mod:`pgvs.filters`'s key
+    alphabet, so an expression index on ``metadata -> 'key'`` matches a generic plan), the
+    predicate of a partial index and its ``COMMENT`` (:mod:`pgvs.partial`: index predicates and
+    utility statements take no parameters), and a text-search configuration name.
+
+    Safe whatever ``standard_conforming_strings`` says, as PostgreSQL's own ``quote_literal()``:
+    quotes are doubled, and a value holding a backslash is written as an escape string
+    (``E'...'``) with every backslash doubled, so no backslash can escape the closing quote.
+    NUL and lone surrogates (which no PostgreSQL string can hold) are refused.
     """
+    if not isinstance(value, str):
+        raise ConfigurationError(f"literal must be a string, got {type(value).__name__}")
     if "\x00" in value:
-        raise ConfigurationError(f"literal {value!r} contains a NUL character")
-    return "'" + value.replace("'", "''") + "'"
+        raise ConfigurationError(f"literal {value[:60]!r} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"literal {value[:60]!r} contains a lone surrogate, which is not valid Unicode"
+        ) from None
+    body = value.replace("'", "''")
+    if "\\" in value:
+        return "E'" + body.replace("\\", "\\\\") + "'"
+    return "'" + body + "'"

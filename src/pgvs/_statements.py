@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ._sql import MAX_IDENTIFIER_BYTES, qualified, quote_ident
 from .config import StoreConfig
-from .indexes import INDEX_TYPES, index_expression, query_expression
+from .indexes import INDEX_TYPES, IndexSpec, index_expression, query_expression
 from .search.text import document_sql
 
 __all__ = ["DISTANCE_OPERATORS", "Statements", "derived_name"]
@@ -131,16 +131,24 @@ class Statements:
 
     # -- vector indexes ------------------------------------------------------------------------
 
+    def _index_suffix(self, index_type: str) -> str:
+        quant = self.config.index_quantization
+        suffix = f"embedding_{index_type}" + ("" if quant == "none" else f"_{quant}")
+        if self.config.index_dimensions:
+            suffix += f"_{self.config.reduction}{int(self.config.index_dimensions)}"
+        return suffix
+
     def index_name(self, index_type: str) -> str:
         """The (unquoted) name of this store's index of ``index_type``, 63-byte safe.
 
         The quantization is part of the name: indexes on different expressions never share one.
         """
-        quant = self.config.index_quantization
-        suffix = f"embedding_{index_type}" + ("" if quant == "none" else f"_{quant}")
-        if self.config.index_dimensions:
-            suffix += f"_{self.config.reduction}{int(self.config.index_dimensions)}"
-        return derived_name(self.config.table_name, suffix)
+        return derived_name(self.config.table_name, self._index_suffix(index_type))
+
+    def partial_index_name(self, index_type: str, digest: str) -> str:
+        """A partial index's derived name: the full index's plus its predicate's digest
+        (``<table>_embedding_hnsw_p1a2b3c4d``), so several partial indexes never collide."""
+        return derived_name(self.config.table_name, f"{self._index_suffix(index_type)}_p{digest}")
 
     def index_names(self) -> list[str]:
         """Every index name this store may own, the configured type first."""
@@ -164,6 +172,23 @@ class Statements:
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
         WHERE i.indrelid = to_regclass($1) AND am.amname IN ('hnsw', 'ivfflat')
     """
+    # Every vector index of the table, partial or not, pgvs's or not; ``predicate`` is the
+    # server's own rendering of a partial index's WHERE, ``comment`` what pgvs recorded there.
+    VECTOR_INDEX_LIST_QUERY = """
+        SELECT c.relname AS name, i.indisvalid AS valid, am.amname AS method, c.reloptions,
+               pg_relation_size(c.oid) AS size_bytes, opc.opcname AS opclass,
+               pg_get_indexdef(c.oid) AS definition,
+               pg_get_expr(i.indpred, i.indrelid) AS predicate,
+               obj_description(c.oid, 'pg_class') AS comment,
+               EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
+                       WHERE p.index_relid = c.oid) AS building
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_am am ON am.oid = c.relam
+        LEFT JOIN pg_opclass opc ON opc.oid = i.indclass[0]
+        WHERE i.indrelid = to_regclass($1) AND am.amname IN ('hnsw', 'ivfflat')
+        ORDER BY i.indpred IS NOT NULL, c.relname
+    """
     PROGRESS_QUERY = """
         SELECT phase, blocks_total, blocks_done, tuples_total, tuples_done
         FROM pg_stat_progress_create_index WHERE pid = $1
@@ -178,6 +203,26 @@ class Statements:
     def rows_at_least(self) -> str:
         """How many rows the table has, counting no further than $1 (a bounded, cheap check)."""
         return f"SELECT count(*) FROM (SELECT 1 FROM {self.table} LIMIT $1::bigint) AS s"
+
+    def rows_where(self, predicate_sql: str, *, limit: bool) -> str:
+        """Rows matching a partial index's literal predicate (:mod:`pgvs.partial` wrote it):
+        all of them counted, or (``limit``) whether there is one."""
+        if limit:
+            return f"SELECT EXISTS (SELECT 1 FROM {self.table} WHERE {predicate_sql})"
+        return f"SELECT count(*) FROM {self.table} WHERE {predicate_sql}"
+
+    def create_partial_index(
+        self, spec: IndexSpec, predicate_sql: str, *, concurrently: bool
+    ) -> str:
+        """The index of ``spec`` over the rows of a literal predicate (see :meth:`rows_where`)."""
+        return f"{spec.create_sql(self.table, concurrently=concurrently)} WHERE {predicate_sql}"
+
+    def comment_on_index(self, name: str, literal: str) -> str:
+        """``COMMENT ON INDEX``; ``literal`` is already SQL (from ``_sql.quote_literal``): a
+        utility statement takes no parameters."""
+        return (
+            f"COMMENT ON INDEX {quote_ident(self.config.schema)}.{quote_ident(name)} IS {literal}"
+        )
 
     def drop_index(self, name: str, *, concurrently: bool) -> str:
         schema = quote_ident(self.config.schema)

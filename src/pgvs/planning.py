@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import indexes as ix
 from .config import StoreConfig
 from .errors import ConfigurationError
 from .indexes import (
@@ -31,12 +32,41 @@ from .indexes import (
 )
 
 __all__ = [
+    "PGVECTOR_BUILD_DEFAULTS",
     "QueryPlan",
+    "effective_params",
     "index_spec",
     "search_settings",
     "session_settings",
     "set_local_sql",
 ]
+
+
+#: What pgvector builds with when ``WITH (...)`` leaves a parameter out.
+PGVECTOR_BUILD_DEFAULTS: Mapping[str, Mapping[str, int]] = {
+    "hnsw": {"m": 16, "ef_construction": 64},
+    "ivfflat": {"lists": 100},
+}
+
+
+def effective_params(index_type: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with pgvector's defaults filled in: ``{}`` and ``{"m": 16}`` are one HNSW."""
+    return {**PGVECTOR_BUILD_DEFAULTS.get(index_type or "", {}), **params}
+
+
+def build_settings(
+    config: StoreConfig,
+    maintenance_work_mem: str | int | None = None,
+    max_parallel_maintenance_workers: int | None = None,
+) -> list[tuple[str, str]]:
+    """One build's settings: the call's, else the store's; validated as config keys are."""
+    overrides: dict[str, Any] = {}
+    if maintenance_work_mem is not None:
+        overrides["maintenance_work_mem"] = maintenance_work_mem
+    if max_parallel_maintenance_workers is not None:
+        overrides["max_parallel_maintenance_workers"] = max_parallel_maintenance_workers
+    checked = config.replace(**overrides) if overrides else config
+    return ix.build_settings(checked.maintenance_work_mem, checked.max_parallel_maintenance_workers)
 
 
 def index_spec(

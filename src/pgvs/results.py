@@ -165,6 +165,9 @@ class IndexStatus:
     ``valid`` is ``pg_index.indisvalid``: an index that exists but is not valid (an interrupted
     ``CREATE INDEX CONCURRENTLY``, or a build still running) is never used by queries.
     ``building`` is True while ``pg_stat_progress_create_index`` shows a build of it.
+    A partial index (``create_index(where=..., domain=...)``) has its ``predicate`` as the
+    server writes it; ``where`` and ``domain`` are what it was created with (``where`` in its
+    canonical form, ``{}`` for a tenant-only index; None for a partial index pgvs did not build).
     """
 
     name: str
@@ -176,10 +179,17 @@ class IndexStatus:
     opclass: str | None = None
     definition: str | None = None
     building: bool = False
+    predicate: str | None = None
+    where: Mapping[str, Any] | None = None
+    domain: str | None = None
 
     @property
     def usable(self) -> bool:
         return self.exists and self.valid
+
+    @property
+    def partial(self) -> bool:
+        return self.predicate is not None
 
 
 @dataclass(frozen=True)
@@ -204,6 +214,8 @@ class SearchExplanation:
     plan: Mapping[str, Any]  # the "Plan" object of EXPLAIN (FORMAT JSON)
     uses_vector_index: bool
     index_name: str | None
+    # The partial index whose predicate the SQL carries (the filter implies it), or None.
+    partial_index: str | None = None
 
 
 @dataclass(frozen=True)

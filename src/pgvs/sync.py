@@ -77,6 +77,8 @@ class PGVectorStore(SyncStoreBase):
     areindex = coroutine_twin(AsyncPGVectorStore.reindex)
     index_status = blocking_twin(AsyncPGVectorStore.index_status)
     aindex_status = coroutine_twin(AsyncPGVectorStore.index_status)
+    list_indexes = blocking_twin(AsyncPGVectorStore.list_indexes)
+    alist_indexes = coroutine_twin(AsyncPGVectorStore.list_indexes)
     wait_for_index = blocking_twin(AsyncPGVectorStore.wait_for_index)
     await_for_index = coroutine_twin(AsyncPGVectorStore.wait_for_index)
     tune = blocking_twin(AsyncPGVectorStore.tune)

@@ -17,6 +17,7 @@ from .._sql import quote_ident
 from ..errors import ConfigurationError, ExtensionMissingError, SchemaMismatchError
 from ._context import StoreContext
 from ._index_manager import IndexManager
+from ._projection import ensure_projection
 from ._session import logger
 
 __all__ = ["prepare_schema"]
@@ -89,7 +90,7 @@ async def prepare_schema(
             await _add_text_search(connection, ctx)
         await _verify_table(connection, ctx)
         if config.pca:
-            await indexes.ensure_projection(connection)
+            await ensure_projection(ctx, connection)
         index_due = await indexes.initial_index(connection)
     return cast(str, extension_schema), index_due
 

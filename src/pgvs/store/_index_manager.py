@@ -6,6 +6,12 @@ of processes may ask at once. Progress is sampled from ``pg_stat_progress_create
 pool. The automatic build runs as one background task per store, started after writes; it never
 makes a write wait. What the index is decides the store's query defaults, so this part also keeps
 them (``ann``, IVFFlat's ``lists``, the session settings) in step with the catalog.
+
+Partial indexes (``create_index(where=..., domain=...)``, predicates from :mod:`pgvs.partial`)
+go through the same builder; their ``COMMENT`` records the filter document they were built for,
+so any store on the table recognises, routes searches to, and repairs them. The routable ones are
+kept in ``partials`` (refreshed at start-up, after every index operation, by ``list_indexes()``
+and, past a TTL, in the background), so a search decides its route without a catalog round trip.
 """
 
 from __future__ import annotations
@@ -13,30 +19,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-import numpy as np
 
 from .. import indexes as ix
-from .. import planning, tuning
-from .._sql import quote_literal
-from ..errors import ConfigurationError, DatabaseError, translate_error
-from ..progress import IndexProgressBar, ProgressCallback
-from ..results import IndexProgress, IndexStatus
-from ..search import reduction
+from .. import partial, planning, tuning
+from .._sql import quote_ident, quote_literal
+from ..errors import ConfigurationError, DatabaseError, ValidationError, translate_error
+from ..progress import ProgressCallback
+from ..results import IndexStatus
 from ._context import StoreContext
+from ._index_builds import BuildRunner, read_catalog
+from ._projection import fit_projection
 from ._session import Session, logger
 
 __all__ = ["IndexManager"]
 
-# Seconds between samples of pg_stat_progress_create_index while a build reports progress.
-_PROGRESS_INTERVAL = 0.5
-# Seconds between attempts to take the index-build lock when waiting for another builder.
-_LOCK_POLL = 0.2
 # Seconds an automatic build waits after a failure before writes may trigger it again.
 _AUTO_RETRY_DELAY = 60.0
+# Seconds a store trusts its list of partial indexes; then a search re-reads it in the
+# background (so indexes other processes create or drop are seen without a restart).
+_PARTIALS_TTL = 60.0
 
 
 class IndexManager:
@@ -45,12 +50,18 @@ class IndexManager:
     def __init__(self, ctx: StoreContext, session: Session) -> None:
         self.ctx = ctx
         self.session = session
+        self.builds = BuildRunner(ctx, session)
         # Whether pgvs manages a vector index here (configured, or one of its indexes exists):
         # ANN-only settings and pgvs's query defaults apply then.
         self.ann = ctx.config.index_type != "none"
         self.lists: int | None = None  # lists of the store's IVFFlat index, if any
         self.tuned: dict[str, str] = {}  # what tune(apply=True) left on the indexes' comments
         self.iterative = True  # the server's pgvector has iterative scans (set at bootstrap)
+        # Valid pgvs partial indexes searches may route to: (name, predicate, size in bytes).
+        self.partials: list[tuple[str, partial.Predicate, int]] = []
+        self._partials_at = -_PARTIALS_TTL
+        self._partial_probes: dict[str, int] = {}  # IVFFlat partial indexes: sqrt(their lists)
+        self._refresh: asyncio.Task[None] | None = None
         # Automatic index creation (one background task at a time per store).
         self._task: asyncio.Task[None] | None = None
         self.wanted = False
@@ -61,11 +72,12 @@ class IndexManager:
     async def cancel_background(self) -> None:
         """Stop the automatic build, if one runs: a concurrent build left half done is an
         INVALID index, which the next start-up (or create_index) repairs."""
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._refresh):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._refresh = None
 
     async def initial_index(self, connection: asyncpg.Connection) -> bool:
         """At start-up, inside the schema transaction: is the configured index there and valid?
@@ -78,11 +90,21 @@ class IndexManager:
         statuses = await self.read_statuses(connection)
         self.note_statuses(statuses)
         await self.load_tuned(connection)
+        catalog = await read_catalog(self.ctx, connection)
+        self.note_partials(catalog)
         if c.index_type == "none" or not c.auto_create_index:
             return False
+        broken = [s for s, r in catalog if not s.valid and self._mine(s, r) is not None]
+        for status in broken:
+            logger.warning(
+                "partial vector index %s on %s is INVALID and never used by queries; pgvs will "
+                "rebuild it with its own predicate in the background",
+                status.name,
+                self.ctx.sql.table,
+            )
         status = statuses[0]  # the configured type's index
-        if status.usable:
-            return False
+        if status.usable or broken:
+            return bool(broken)
         if status.exists:
             logger.warning(
                 "vector index %s on %s is INVALID (an interrupted CREATE INDEX CONCURRENTLY?) "
@@ -102,87 +124,29 @@ class IndexManager:
         if not locked or await connection.fetchval(self.ctx.sql.has_rows()):
             return True
         spec = self.index_spec("hnsw", None, rows=0)
-        for name, value in self.build_settings(None, None):
+        for name, value in planning.build_settings(self.ctx.config):
             await connection.execute("SELECT set_config($1, $2, true)", name, value)
         await connection.execute(spec.create_sql(self.ctx.sql.table, concurrently=False))
         self.ann = True
         logger.info("created %s index %s on %s", spec.index_type, spec.name, self.ctx.sql.table)
         return False
 
-    async def ensure_projection(self, connection: Any) -> None:
-        """A PCA store's projection function exists (the provisional prefix until fitted)."""
-        sql, config = self.ctx.sql, self.ctx.config
-        signature = f"{sql.projection}({config.vector_type})"
-        if await connection.fetchval("SELECT to_regprocedure($1) IS NOT NULL", signature):
-            return
-        assert config.index_dimensions is not None
-        components = reduction.prefix_components(config.dimensions, config.index_dimensions)
-        await self._write_projection(connection, components, reduction.PROVISIONAL)
-
-    async def fit_projection(self, connection: Any) -> None:
-        """Fit the PCA projection on a random sample of the stored rows and replace the
-        function; with too few rows (at most index_dimensions) keep what there is."""
-        sql, config = self.ctx.sql, self.ctx.config
-        assert config.index_dimensions is not None
-        # On the pool: its connections decode vectors (the dedicated one has no pgvs codecs).
-        rows = await self.session.pool.fetch(
-            f"SELECT {sql.col('embedding')} AS v FROM {sql.table} "  # noqa: S608 - quoted names
-            "ORDER BY random() LIMIT $1::integer",
-            reduction.SAMPLE_ROWS,
-        )
-        if len(rows) <= config.index_dimensions:
-            logger.warning(
-                "PCA index on %s: %d rows are too few to fit %d dimensions; the projection "
-                "stays the prefix until the index is rebuilt with more rows",
-                sql.table,
-                len(rows),
-                config.index_dimensions,
-            )
-            return
-        sample = np.stack([np.asarray(row["v"], dtype=np.float32) for row in rows])
-        components = reduction.fit_components(sample, config.index_dimensions)
-        await self._write_projection(connection, components, reduction.FITTED)
-        logger.info("fitted the PCA projection of %s on %d rows", sql.table, len(rows))
-
-    async def _write_projection(self, connection: Any, components: Any, comment: str) -> None:
-        sql, config = self.ctx.sql, self.ctx.config
-        assert sql.projection is not None
-        async with connection.transaction():
-            await connection.execute(
-                reduction.function_sql(sql.projection, config.vector_type, components)
-            )
-            await connection.execute(
-                f"COMMENT ON FUNCTION {sql.projection}({config.vector_type}) IS "
-                f"{quote_literal(comment)}"
-            )
-
     def index_spec(
-        self, index_type: str, params: Mapping[str, Any] | None, *, rows: int
+        self,
+        index_type: str,
+        params: Mapping[str, Any] | None,
+        *,
+        rows: int,
+        name: str | None = None,
     ) -> ix.IndexSpec:
         return planning.index_spec(
             self.ctx.config,
-            name=self.ctx.sql.index_name(index_type),
+            name=name or self.ctx.sql.index_name(index_type),
             column_sql=self.ctx.sql.col("embedding"),
             index_type=index_type,
             params=params,
             rows=rows,
             projection=self.ctx.sql.projection,
-        )
-
-    def build_settings(
-        self, maintenance_work_mem: str | int | None, max_parallel_maintenance_workers: int | None
-    ) -> list[tuple[str, str]]:
-        """Per-build settings: the call's, else the store's; validated as config keys."""
-        checked = self.ctx.config
-        if maintenance_work_mem is not None or max_parallel_maintenance_workers is not None:
-            overrides: dict[str, Any] = {}
-            if maintenance_work_mem is not None:
-                overrides["maintenance_work_mem"] = maintenance_work_mem
-            if max_parallel_maintenance_workers is not None:
-                overrides["max_parallel_maintenance_workers"] = max_parallel_maintenance_workers
-            checked = checked.replace(**overrides)
-        return ix.build_settings(
-            checked.maintenance_work_mem, checked.max_parallel_maintenance_workers
         )
 
     async def read_statuses(self, connection: Any) -> list[IndexStatus]:
@@ -212,6 +176,86 @@ class IndexManager:
                 )
             )
         return statuses
+
+    def predicate(self, where: Mapping[str, Any] | None, domain: str | None) -> partial.Predicate:
+        ctx = self.ctx
+        return partial.compile_predicate(
+            where,
+            domain,
+            ctx.filter_target,
+            domain_sql=ctx.sql.col("domain_id") if ctx.has_domain else None,
+        )
+
+    async def read_indexes(self, connection: Any) -> list[IndexStatus]:
+        catalog = await read_catalog(self.ctx, connection)
+        self.note_partials(catalog)
+        return [status for status, _ in catalog]
+
+    async def status_of(self, connection: Any, name: str) -> IndexStatus:
+        for status in await self.read_indexes(connection):
+            if status.name == name:
+                return status
+        return IndexStatus(name=name, exists=False)
+
+    def _mine(
+        self, status: IndexStatus, recorded: dict[str, Any] | None
+    ) -> partial.Predicate | None:
+        """The predicate of a partial index pgvs built for this store's configuration: its
+        comment compiles, here, to the same predicate, type and quantization, on the operator
+        class this store searches with. None for anything else (never routed to or repaired)."""
+        if recorded is None or status.index_type not in ix.INDEX_TYPES:
+            return None
+        try:
+            predicate = self.predicate(status.where or None, status.domain)
+            spec = self.index_spec(status.index_type, {}, rows=0, name=status.name)
+        except (ValidationError, ConfigurationError):
+            return None  # written for another configuration of this table
+        expected = partial.parse_comment(predicate.comment(spec.index_type, spec.quantization))
+        return predicate if status.opclass == spec.opclass and recorded == expected else None
+
+    def note_partials(self, catalog: Sequence[tuple[IndexStatus, dict[str, Any] | None]]) -> None:
+        """Keep the partial indexes searches may route to: valid, and this store's (``_mine``)."""
+        routable = []
+        probes: dict[str, int] = {}
+        for status, recorded in catalog:
+            if recorded is not None:
+                self.ann = True
+            predicate = self._mine(status, recorded) if status.valid else None
+            if predicate is None:
+                continue
+            routable.append((status.name, predicate, status.size_bytes))
+            if status.index_type == "ivfflat":
+                lists = int(planning.effective_params("ivfflat", status.params)["lists"])
+                probes[status.name] = ix.default_probes(lists)
+        self.partials, self._partial_probes = routable, probes
+        self._partials_at = asyncio.get_running_loop().time()
+
+    async def _refresh_partials(self) -> None:
+        try:
+            await self.read_indexes(self.session.pool)
+        except Exception as exc:  # a search never fails for this; the next one retries
+            logger.debug("could not re-read the partial indexes of %s: %s", self.ctx.sql.table, exc)
+
+    def route(self, filter: Mapping[str, Any] | None) -> partial.Route | None:
+        """The partial index a search with ``filter`` may use (see :func:`pgvs.partial.route`)."""
+        loop = asyncio.get_running_loop()
+        stale = loop.time() - self._partials_at > _PARTIALS_TTL
+        if stale and (self._refresh is None or self._refresh.done()):
+            self._partials_at = loop.time()  # one refresh at a time, retried after the TTL
+            self._refresh = loop.create_task(self._refresh_partials())
+        if not self.partials:
+            return None
+        ctx = self.ctx
+        chosen = partial.route(
+            self.partials,
+            filter,
+            ctx.filter_target,
+            domain=ctx.domain if ctx.has_domain else None,
+            tenant=ctx.tenant,
+        )
+        if chosen is None or chosen.name not in self._partial_probes:
+            return chosen
+        return dataclasses.replace(chosen, probes=self._partial_probes[chosen.name])
 
     def note_statuses(self, statuses: Sequence[IndexStatus]) -> None:
         """Remember what the query defaults depend on: an index exists, IVFFlat's lists."""
@@ -244,116 +288,8 @@ class IndexManager:
         """Re-read the store's indexes and bring the pool's query defaults in step with them."""
         self.note_statuses(await self.read_statuses(connection))
         await self.load_tuned(connection)
+        await self.read_indexes(connection)  # the partial indexes searches may route to
         await self.session.apply_settings(self.desired_session())
-
-    async def status_named(self, connection: Any, name: str) -> IndexStatus:
-        for status in await self.read_statuses(connection):
-            if status.name == name:
-                return status
-        raise AssertionError(name)  # pragma: no cover - index_names() lists every name
-
-    async def _lock_builds(self, connection: asyncpg.Connection, *, wait: bool) -> bool:
-        """Take the table's index-build lock (session level) on ``connection``.
-
-        Waiting polls ``pg_try_advisory_lock`` instead of blocking in ``pg_advisory_lock``: a
-        session blocked inside a statement holds a snapshot, which a concurrent
-        ``CREATE INDEX CONCURRENTLY`` (the lock holder's) waits for: a deadlock.
-        """
-        key = self.ctx.sql.index_lock_key()
-        while True:
-            if await connection.fetchval(
-                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key
-            ):
-                return True
-            if not wait:
-                return False
-            await asyncio.sleep(_LOCK_POLL)
-
-    async def _execute_build(
-        self,
-        connection: asyncpg.Connection,
-        statement: str,
-        *,
-        concurrently: bool,
-        settings: Sequence[tuple[str, str]],
-        progress: ProgressCallback | bool | None,
-        description: str,
-    ) -> None:
-        """Run one CREATE INDEX / REINDEX with its settings, reporting progress if asked.
-
-        Without CONCURRENTLY the statement runs in a transaction and the settings are
-        ``SET LOCAL``. CONCURRENTLY cannot run in a transaction block, so the settings are
-        session-level on this dedicated connection and reset right after.
-        """
-        bar = IndexProgressBar(description) if progress is True else None
-        callback: ProgressCallback | None = bar if bar is not None else progress or None  # type: ignore[assignment]
-
-        async def build() -> None:
-            if concurrently:
-                for name, value in settings:
-                    await connection.execute("SELECT set_config($1, $2, false)", name, value)
-                try:
-                    await connection.execute(statement)
-                finally:
-                    for name, _ in settings:
-                        await connection.execute(f"RESET {name}")  # a fixed setting name
-                return
-            async with connection.transaction():
-                for name, value in settings:
-                    await connection.execute("SELECT set_config($1, $2, true)", name, value)
-                await connection.execute(statement)
-
-        try:
-            if callback is None:
-                await build()
-            else:
-                await self._watch_build(connection.get_server_pid(), build(), callback)
-        finally:
-            if bar is not None:
-                bar.close()
-
-    async def _watch_build(
-        self, pid: int, build: Coroutine[Any, Any, None], callback: ProgressCallback
-    ) -> None:
-        """Run ``build`` while sampling its progress from another connection (the pool)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        task = asyncio.ensure_future(build)
-        last: IndexProgress | None = None
-        report: ProgressCallback | None = callback
-
-        def emit(sample: IndexProgress) -> None:
-            nonlocal report
-            if report is None:
-                return
-            try:
-                report(sample)
-            except Exception:  # a broken callback must not abort (or leak into) the build
-                logger.exception("index progress callback failed; no more progress reports")
-                report = None
-
-        try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=_PROGRESS_INTERVAL)
-                if task.done():
-                    break
-                row = await self.session.pool.fetchrow(self.ctx.sql.PROGRESS_QUERY, pid)
-                sample = ix.progress_from_row(row, loop.time() - started)
-                if sample is not None and sample.percent is not None:
-                    # pgvector reports heap blocks before it knows the tuple total, so the
-                    # raw ratio can fall when it switches counters: never report going back.
-                    floor = last.percent if last is not None and last.percent is not None else 0.0
-                    sample = dataclasses.replace(sample, percent=max(sample.percent, floor))
-                if sample is not None and sample != last:
-                    emit(sample)
-                    last = sample
-            await task
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        emit(IndexProgress("done", 100.0, elapsed=loop.time() - started))
 
     async def _build(
         self,
@@ -364,31 +300,65 @@ class IndexManager:
         wait: bool,
         settings: Sequence[tuple[str, str]],
         progress: ProgressCallback | bool | None = None,
+        predicate: partial.Predicate | None = None,
+        name: str | None = None,
     ) -> IndexStatus | None:
         """Make the index of ``index_type`` exist and be valid; the catalog decides, under the lock.
 
         ``wait=False`` (automatic builds) gives up when another builder holds the lock (None).
-        An existing valid index is kept (with explicit, different ``params`` that is an error);
-        an INVALID one is reported, dropped and rebuilt, never kept.
+        An existing valid index is kept (with explicit ``params`` whose effective values differ,
+        or another predicate, that is an error); an INVALID one is reported, dropped and rebuilt,
+        never kept. With ``predicate`` the index is partial, named ``name`` or after it.
         """
-        self.index_spec(index_type, params, rows=0)  # refuse impossible requests before I/O
-        name = self.ctx.sql.index_name(index_type)
+        derived = name is None
+        if name is None:
+            name = (
+                self.ctx.sql.index_name(index_type)
+                if predicate is None
+                else self.ctx.sql.partial_index_name(index_type, predicate.digest)
+            )
+        spec = self.index_spec(index_type, params, rows=0, name=name)  # refuse before I/O
+        comment = predicate.comment(spec.index_type, spec.quantization) if predicate else None
         connection = await self.session.connect_dedicated()
         try:
-            if not await self._lock_builds(connection, wait=wait):
+            if not await self.builds.lock(connection, wait=wait):
                 return None
-            status = await self.status_named(connection, name)
+            status, recorded = next(
+                (pair for pair in await read_catalog(self.ctx, connection) if pair[0].name == name),
+                (IndexStatus(name=name, exists=False), None),
+            )
+            # An index of that name must be the one asked for: type, partial or not, predicate
+            # (a comment-less partial index is accepted only under its derived, digest name).
+            ours = predicate is None or (recorded is None and derived)
+            if status.exists and (
+                status.index_type != index_type
+                or (predicate is None) != (status.predicate is None)
+                or not (ours or recorded == partial.parse_comment(comment))
+            ):
+                raise ConfigurationError(
+                    f"index {name} exists as another index: {status.definition}",
+                    hint="drop_index(name) first, or choose another name.",
+                )
             if status.usable:
                 self.ann = True
+                if comment is not None and recorded is None:
+                    # Built, but the comment of a concurrent build never landed: the derived
+                    # name carries the predicate's digest, so this is the index asked for.
+                    await connection.execute(
+                        self.ctx.sql.comment_on_index(name, quote_literal(comment))
+                    )
                 await self.refresh_session(connection)
+                # Compare effective values: {} and {"m": 16, "ef_construction": 64} are the
+                # same HNSW index (pgvector's defaults), so only a real difference is an error.
+                have = planning.effective_params(index_type, status.params)
                 wanted = ix.check_index_params(index_type, params or {})
-                different = {k: v for k, v in wanted.items() if status.params.get(k) != v}
+                different = {k: v for k, v in wanted.items() if have.get(k) != v}
                 if params is not None and different:
                     raise ConfigurationError(
-                        f"index {name} exists with {dict(status.params)}, not {different}",
+                        f"index {name} exists with {have}, not {different}",
                         hint="drop_index() first to rebuild it with other parameters.",
                     )
-                return status
+                return await self.status_of(connection, name)
             if status.exists:
                 if status.building:
                     # Not a pgvs builder (they hold the lock we hold): leave its build alone.
@@ -404,25 +374,52 @@ class IndexManager:
                 )
                 await connection.execute(self.ctx.sql.drop_index(name, concurrently=concurrently))
             rows = 0
-            if index_type == "ivfflat" and "lists" not in (
+            if predicate is not None and not await connection.fetchval(
+                self.ctx.sql.rows_where(predicate.sql, limit=True)
+            ):
+                logger.warning(
+                    "partial index %s on %s: no row matches %s yet; building it anyway (rows "
+                    "that match later are indexed as they are written)",
+                    name,
+                    self.ctx.sql.table,
+                    predicate.sql,
+                )
+            elif index_type == "ivfflat" and "lists" not in (
                 params if params is not None else self.ctx.config.index_params
             ):
-                rows = int(await connection.fetchval(self.ctx.sql.count_all()))
-            if self.ctx.config.pca:
-                # No index depends on the projection now (this build makes the only one): fit
-                # it on the rows as they are.
-                await self.fit_projection(connection)
-            spec = self.index_spec(index_type, params, rows=rows)
+                counted = (
+                    self.ctx.sql.count_all()
+                    if predicate is None
+                    else self.ctx.sql.rows_where(predicate.sql, limit=False)
+                )
+                rows = int(await connection.fetchval(counted))
+            if self.ctx.config.pca and predicate is None and not self.partials:
+                # No index depends on the projection now (this build makes the only one):
+                # fit it on the rows as they are.
+                await fit_projection(self.ctx, self.session, connection)
+            spec = self.index_spec(index_type, params, rows=rows, name=name)
+            if predicate is None:
+                statement = spec.create_sql(self.ctx.sql.table, concurrently=concurrently)
+            else:
+                statement = self.ctx.sql.create_partial_index(
+                    spec, predicate.sql, concurrently=concurrently
+                )
             logger.info("building %s index %s on %s", index_type, name, self.ctx.sql.table)
-            await self._execute_build(
+            await self.builds.execute(
                 connection,
-                spec.create_sql(self.ctx.sql.table, concurrently=concurrently),
+                statement,
                 concurrently=concurrently,
                 settings=settings,
                 progress=progress,
                 description=f"{index_type} index",
             )
-            status = await self.status_named(connection, name)
+            if comment is not None:
+                # A utility statement takes no parameters: the comment goes through the one
+                # audited literal helper.
+                await connection.execute(
+                    self.ctx.sql.comment_on_index(name, quote_literal(comment))
+                )
+            status = await self.status_of(connection, name)
             if not status.usable:
                 raise DatabaseError(
                     f"index {name} was built but is not valid",
@@ -430,32 +427,13 @@ class IndexManager:
                 )
             self.ann = True
             await self.refresh_session(connection)
-            return status
+            return await self.status_of(connection, name)
         except BaseException:
-            await self._abandon(connection)
+            await self.builds.abandon(connection)
             raise
         finally:
             if not connection.is_closed():
                 await connection.close()
-
-    async def _abandon(self, connection: asyncpg.Connection) -> None:
-        """End a dedicated connection whose build was interrupted (cancelled, or an error).
-
-        Closing the socket alone does not stop the server: a backend busy building an index
-        only notices a vanished client when it next writes to it, after the build. So the build
-        is cancelled explicitly, from the pool, and the session ends (its lock with it). A
-        concurrent build interrupted so leaves an INVALID index, which the next build repairs.
-        """
-        pid = connection.get_server_pid()
-        connection.terminate()
-        pool = self.session._pool
-        if pool is None:
-            return
-        cancel = asyncio.ensure_future(pool.execute("SELECT pg_cancel_backend($1)", pid))
-        try:
-            await asyncio.shield(cancel)  # a second cancellation must not stop this one
-        except Exception as exc:  # the build's own error matters more than this one
-            logger.debug("could not cancel the index build of backend %s: %s", pid, exc)
 
     def after_write(self) -> None:
         """Every write path calls this once its rows are committed: while the automatic index is
@@ -498,7 +476,8 @@ class IndexManager:
 
     async def _auto_index_once(self) -> bool:
         c = self.ctx.config
-        status = await self.status_named(self.session.pool, self.ctx.sql.index_name(c.index_type))
+        await self._repair_partials()
+        status = await self.status_of(self.session.pool, self.ctx.sql.index_name(c.index_type))
         if status.usable:
             self.ann = True
             await self.refresh_session(self.session.pool)  # built by another process, perhaps
@@ -516,15 +495,35 @@ class IndexManager:
             None,
             concurrently=True,  # the table is live: never block its writers
             wait=False,
-            settings=self.build_settings(None, None),
+            settings=planning.build_settings(self.ctx.config),
         )
         return built is not None and built.usable
+
+    async def _repair_partials(self) -> None:
+        """Rebuild every INVALID partial index of this store with its own predicate and params."""
+        for status, recorded in await read_catalog(self.ctx, self.session.pool):
+            predicate = self._mine(status, recorded)
+            if predicate is None or status.valid or status.building:
+                continue
+            assert status.index_type is not None  # _mine checked it
+            await self._build(
+                status.index_type,
+                dict(status.params),
+                concurrently=True,
+                wait=False,
+                settings=planning.build_settings(self.ctx.config),
+                predicate=predicate,
+                name=status.name,
+            )
 
     async def create_index(
         self,
         index_type: str | None = None,
         params: Mapping[str, int] | None = None,
         *,
+        where: Mapping[str, Any] | None = None,
+        domain: str | None = None,
+        name: str | None = None,
         concurrently: bool = False,
         maintenance_work_mem: str | int | None = None,
         max_parallel_maintenance_workers: int | None = None,
@@ -537,7 +536,19 @@ class IndexManager:
                 "create_index() needs an index type: this store's index_type is 'none'",
                 hint="Pass 'hnsw' or 'ivfflat'.",
             )
-        settings = self.build_settings(maintenance_work_mem, max_parallel_maintenance_workers)
+        predicate = None
+        if where is not None or domain is not None:
+            predicate = self.predicate(where, domain)
+        elif name is not None:
+            raise ValidationError(
+                "name= applies to partial indexes (with where= or domain=); the store's full "
+                "index keeps its derived name"
+            )
+        if name is not None:
+            quote_ident(name)  # a valid, 63-byte-safe identifier, or ConfigurationError
+        settings = planning.build_settings(
+            self.ctx.config, maintenance_work_mem, max_parallel_maintenance_workers
+        )
         status = await self._build(
             chosen,
             params,
@@ -545,30 +556,34 @@ class IndexManager:
             wait=True,
             settings=settings,
             progress=progress,
+            predicate=predicate,
+            name=name,
         )
         assert status is not None  # wait=True always ends with a status or an error
-        if chosen == self.ctx.config.index_type:
+        if chosen == self.ctx.config.index_type and predicate is None:
             self.wanted = False
         return status
 
-    async def drop_index(self, *, concurrently: bool = False) -> bool:
+    async def drop_index(self, name: str | None = None, *, concurrently: bool = False) -> bool:
         """AsyncPGVectorStore.drop_index: a background build is cancelled first."""
         await self.cancel_background()
-        self.wanted = False
         connection = await self.session.connect_dedicated()
         try:
-            await self._lock_builds(connection, wait=True)
-            dropped = False
-            for status in await self.read_statuses(connection):
-                if status.exists:
-                    await connection.execute(
-                        self.ctx.sql.drop_index(status.name, concurrently=concurrently)
-                    )
-                    logger.info("dropped index %s", status.name)
-                    dropped = True
+            await self.builds.lock(connection, wait=True)
+            if name is None:
+                self.wanted = False
+                targets = [s.name for s in await self.read_statuses(connection) if s.exists]
+            else:
+                # Only a vector index of this table: drop_index never reaches anything else.
+                targets = [s.name for s in await self.read_indexes(connection) if s.name == name]
+                if name in self.ctx.sql.index_names():
+                    self.wanted = False
+            for target in targets:
+                await connection.execute(self.ctx.sql.drop_index(target, concurrently=concurrently))
+                logger.info("dropped index %s", target)
             self.ann = self.ctx.config.index_type != "none"
             await self.refresh_session(connection)
-            return dropped
+            return bool(targets)
         finally:
             await connection.close()
 
@@ -581,11 +596,14 @@ class IndexManager:
         progress: ProgressCallback | bool | None = None,
     ) -> IndexStatus:
         """AsyncPGVectorStore.reindex."""
-        settings = self.build_settings(maintenance_work_mem, max_parallel_maintenance_workers)
+        settings = planning.build_settings(
+            self.ctx.config, maintenance_work_mem, max_parallel_maintenance_workers
+        )
         connection = await self.session.connect_dedicated()
         try:
-            await self._lock_builds(connection, wait=True)
+            await self.builds.lock(connection, wait=True)
             statuses = [s for s in await self.read_statuses(connection) if s.exists]
+            statuses += [s for s in await self.read_indexes(connection) if s.where is not None]
             if not statuses:
                 return (await self.read_statuses(connection))[0]
             for status in statuses:
@@ -594,7 +612,7 @@ class IndexManager:
                         f"index {status.name} is being built by another session outside pgvs",
                         hint="Wait for that build to finish, or cancel it, then retry.",
                     )
-                await self._execute_build(
+                await self.builds.execute(
                     connection,
                     self.ctx.sql.reindex(status.name, concurrently=concurrently),
                     concurrently=concurrently,
@@ -603,13 +621,17 @@ class IndexManager:
                     description=f"reindex {status.index_type}",
                 )
             await self.refresh_session(connection)
-            return await self.status_named(connection, statuses[0].name)
+            return await self.status_of(connection, statuses[0].name)
         except BaseException:
-            await self._abandon(connection)
+            await self.builds.abandon(connection)
             raise
         finally:
             if not connection.is_closed():
                 await connection.close()
+
+    async def list_indexes(self) -> list[IndexStatus]:
+        """AsyncPGVectorStore.list_indexes."""
+        return await self.read_indexes(self.session.pool)
 
     async def index_status(self) -> IndexStatus:
         """AsyncPGVectorStore.index_status."""

@@ -4,6 +4,11 @@ A search without options is one pool fetch of a statement precomputed per (k, co
 that needs more than the pool's session defaults (a filter, a tenant, exact search, per-call
 ``ef_search``/``probes``, more candidates than ``ef_search`` yields) gets a
 :class:`~pgvs.planning.QueryPlan` and runs with its ``SET LOCAL`` settings in a transaction.
+
+A filtered search whose filter (and tenant) implies a partial index's predicate carries that
+predicate as literal SQL (see :mod:`pgvs.partial`), so the planner can prove the index applies;
+when the predicate says all the filter says, the search is just the predicate: no parameters,
+no iterative scan, no settings (one round trip again).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import indexes as ix
+from ..partial import Route
 from ..planning import QueryPlan, search_settings, set_local_sql
 from ..results import Record, SearchExplanation, SearchResult
 from ._context import StoreContext, check_k, check_query_options
@@ -24,6 +30,18 @@ __all__ = ["Reader"]
 # Distinct (k, columns) plain-search statements kept; asyncpg's per-connection statement cache
 # (100 by default) should hold them all.
 _PLAIN_SEARCH_STATEMENTS = 64
+
+
+def _with_route(
+    condition: str | None, params: Sequence[Any], route: Route | None
+) -> tuple[str | None, Sequence[Any]]:
+    """A search's condition and parameters with a partial index's predicate added (the literal
+    SQL pgvs.partial wrote through _sql.quote_literal): alone when it covers the filter."""
+    if route is None:
+        return condition, params
+    if route.covered:
+        return route.predicate_sql, ()
+    return (f"{condition} AND {route.predicate_sql}" if condition else route.predicate_sql), params
 
 
 class Reader:
@@ -80,13 +98,18 @@ class Reader:
         ef_search: int | None,
         probes: int | None,
         exact: bool,
+        route: Route | None = None,
     ) -> QueryPlan:
         check_query_options(ef_search, probes)
         indexes = self.indexes
+        # A covering partial index holds only matching rows: nothing for an iterative scan to do.
+        covered = route is not None and route.covered
+        if route is not None and probes is None and self.ctx.config.probes is None:
+            probes = route.probes  # an IVFFlat partial index: sqrt of its own lists
         return search_settings(
             self.ctx.config,
             k=k,
-            filtered=bool(filter) or self.ctx.tenant,
+            filtered=(bool(filter) or self.ctx.tenant) and not covered,
             ann=indexes.ann,
             session=self.session.settings,
             iterative=indexes.iterative,
@@ -120,16 +143,20 @@ class Reader:
         include_metadata: bool,
         include_vectors: bool,
         resort: bool,
+        route: Route | None = None,
     ) -> tuple[str, Sequence[Any]]:
         sql = self.ctx.sql
         compiled = self.ctx.compile(filter, sql.search_params_start()) if filter else None
+        condition, params = _with_route(
+            compiled.sql if compiled else None, compiled.params if compiled else (), route
+        )
         text = sql.search(
-            condition=compiled.sql if compiled else None,
+            condition=condition,
             include_metadata=include_metadata,
             include_vectors=include_vectors,
             resort=resort,
         )
-        return text, compiled.params if compiled else ()
+        return text, params
 
     def _plain_statement(self, k: int, include_metadata: bool, include_vectors: bool) -> str:
         key = (k, include_metadata, include_vectors)
@@ -161,8 +188,11 @@ class Reader:
         ctx = self.ctx
         value = ctx.query_value(query)
         if self._needs_plan(k, filter, ef_search, probes, exact):
-            plan = self.plan(k, filter, ef_search, probes, exact)
-            sql, params = self.statement(filter, include_metadata, include_vectors, plan.resort)
+            route = None if exact else self.indexes.route(filter)
+            plan = self.plan(k, filter, ef_search, probes, exact, route)
+            sql, params = self.statement(
+                filter, include_metadata, include_vectors, plan.resort, route
+            )
             args = (value, k, *ctx.domain_args(), *params)
             rows = await self.session.fetch_with_settings(plan.settings, sql, *args)
         else:
@@ -194,14 +224,18 @@ class Reader:
         values = ctx.query_values(queries)
         if not values:
             return []
-        plan = self.plan(k, filter, ef_search, probes, exact)
+        route = None if exact else self.indexes.route(filter)
+        plan = self.plan(k, filter, ef_search, probes, exact, route)
         compiled = ctx.compile(filter, ctx.sql.search_params_start())
+        condition, params = _with_route(
+            compiled.sql if filter else None, compiled.params if filter else (), route
+        )
         sql = ctx.sql.search_batch(
-            condition=compiled.sql if filter else None,
+            condition=condition,
             include_metadata=include_metadata,
             include_vectors=include_vectors,
         )
-        args = (values, k, *ctx.domain_args(), *(compiled.params if filter else ()))
+        args = (values, k, *ctx.domain_args(), *params)
         rows = await self.session.fetch_with_settings(plan.settings, sql, *args)
         grouped: list[list[SearchResult]] = [[] for _ in values]
         for row in rows:
@@ -223,8 +257,9 @@ class Reader:
         check_k(k)
         ctx = self.ctx
         value = ctx.query_value(query)
-        plan = self.plan(k, filter, ef_search, probes, exact)
-        sql, params = self.statement(filter, True, False, plan.resort)
+        route = None if exact else self.indexes.route(filter)
+        plan = self.plan(k, filter, ef_search, probes, exact, route)
+        sql, params = self.statement(filter, True, False, plan.resort, route)
         args = (value, k, *ctx.domain_args(), *params)
         options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
         async with self.session.pool.acquire() as connection:
@@ -252,4 +287,5 @@ class Reader:
             plan=tree,
             uses_vector_index=used is not None,
             index_name=used,
+            partial_index=route.name if route is not None else None,
         )

@@ -441,6 +441,9 @@ class AsyncPGVectorStore:
         index_type: str | None = None,
         params: Mapping[str, int] | None = None,
         *,
+        where: Mapping[str, Any] | None = None,
+        domain: str | None = None,
+        name: str | None = None,
         concurrently: bool = False,
         maintenance_work_mem: str | int | None = None,
         max_parallel_maintenance_workers: int | None = None,
@@ -451,13 +454,28 @@ class AsyncPGVectorStore:
         Safe to call from many processes at once: builders take turns under an advisory lock
         and the catalog decides, so exactly one index is built. An existing valid index is kept;
         an INVALID one is dropped and rebuilt. ``params``: ``m``/``ef_construction`` (HNSW) or
-        ``lists`` (IVFFlat; default rows/1000, sqrt(rows) past a million rows).
+        ``lists`` (IVFFlat; default rows/1000, sqrt(rows) past a million rows). Parameters are
+        compared with pgvector's defaults filled in (HNSW m=16, ef_construction=64; IVFFlat
+        lists=100): asking for those on an index built without them is not an error.
         ``concurrently=True`` builds without blocking writes (slower). ``progress``: a callback
         taking :class:`~pgvs.results.IndexProgress` samples, or True for a tqdm progress bar.
+
+        ``where`` (a filter document) and/or ``domain`` (a tenant id) make a **partial index**
+        over the matching rows only: a small graph of its own for a hot filter or a big tenant.
+        ``where`` takes what PostgreSQL's planner can reason about: equality, ``$in``, ranges
+        (``$gt``/``$gte``/``$lt``/``$lte``/``$between``), ``$exists``, ``{"@column": None}``,
+        ``$and`` and ``$or`` of equalities on one key; anything else is a FilterError naming the
+        operator. A predicate no row matches yet is logged as a warning and built anyway. The
+        index is named after its predicate's digest unless ``name`` is given; a store may have
+        several. Searches whose filter (and tenant) implies a partial index's predicate use it
+        (``explain_search`` says which), with no iterative scan when the filter says no more.
         """
         return await self._indexes.create_index(
             index_type,
             params,
+            where=where,
+            domain=domain,
+            name=name,
             concurrently=concurrently,
             maintenance_work_mem=maintenance_work_mem,
             max_parallel_maintenance_workers=max_parallel_maintenance_workers,
@@ -465,13 +483,16 @@ class AsyncPGVectorStore:
         )
 
     @translated
-    async def drop_index(self, *, concurrently: bool = False) -> bool:
-        """Drop the store's vector index(es); True when one was dropped.
+    async def drop_index(self, name: str | None = None, *, concurrently: bool = False) -> bool:
+        """Drop the store's vector index(es), or the vector index ``name``; True when one was.
 
-        A background build of this store is cancelled first. Automatic creation does not rebuild
-        it in this store object; a new store (a restart) with ``auto_create_index`` would.
+        Without ``name``: the store's full index(es); partial indexes stay (drop each by name,
+        see ``list_indexes()``). ``name`` must be a vector index of this store's table: nothing
+        else is ever dropped (False otherwise). A background build of this store is cancelled
+        first. Automatic creation does not rebuild a dropped full index in this store object; a
+        new store (a restart) with ``auto_create_index`` would.
         """
-        return await self._indexes.drop_index(concurrently=concurrently)
+        return await self._indexes.drop_index(name, concurrently=concurrently)
 
     @translated
     async def reindex(
@@ -484,7 +505,8 @@ class AsyncPGVectorStore:
     ) -> IndexStatus:
         """Rebuild the store's vector index in place (``REINDEX INDEX [CONCURRENTLY]``).
 
-        Repairs an INVALID index too. Returns the new status; when there is no index, returns
+        The partial indexes pgvs built are rebuilt too, each with its own predicate. Repairs an
+        INVALID index too. Returns the new status; when there is no index, returns
         the (missing) status and does nothing.
         """
         return await self._indexes.reindex(
@@ -502,6 +524,18 @@ class AsyncPGVectorStore:
         status with ``exists=False``.
         """
         return await self._indexes.index_status()
+
+    @translated
+    async def list_indexes(self) -> list[IndexStatus]:
+        """Every vector index (HNSW or IVFFlat) of the store's table, full ones first.
+
+        Each :class:`~pgvs.results.IndexStatus` has its validity, type, params, size and, for
+        a partial index, its ``predicate`` (as PostgreSQL writes it) and the ``where`` /
+        ``domain`` it was created with (None when pgvs did not build it). Also refreshes which
+        partial indexes this store's searches may use (one built by another process is seen
+        from here on).
+        """
+        return await self._indexes.list_indexes()
 
     @translated
     async def wait_for_index(self, timeout: float | None = None) -> IndexStatus:
