@@ -25,6 +25,7 @@ from ._rules import (
     HYBRID_OPTIONS,
     SEARCH_OPTIONS,
     WRITE_OPTIONS,
+    as_matrix,
     check_options,
     ids_for_lookup,
     ids_for_write,
@@ -158,11 +159,12 @@ class PGVSVectorStore(VectorStore):
         if bulk is None:
             bulk = count > self.bulk_threshold
         if bulk and store_ids is not None:
+            matrix = as_matrix(embeddings, self._config.dimensions)
 
             async def ingest(core: AsyncPGVectorStore) -> list[str]:
                 # atomic: one transaction, so a bad row leaves nothing written, as add_vectors
                 await core.ingest(
-                    embeddings, ids=store_ids, metadata=metadata, contents=contents, atomic=True
+                    matrix, ids=store_ids, metadata=metadata, contents=contents, atomic=True
                 )
                 return [str(i) for i in store_ids]
 
