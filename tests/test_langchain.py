@@ -314,24 +314,33 @@ def test_bigint_ids(pg_dsn: str, table_name: str) -> None:
 # -- bad input: typed errors naming the row, nothing written ---------------------------------------
 
 
+@pytest.mark.parametrize("as_lists", [False, True])
 @pytest.mark.parametrize("bulk", [False, True])
-def test_a_bad_row_leaves_nothing_written(pg_dsn: str, table_name: str, bulk: bool) -> None:
+def test_a_bad_row_leaves_nothing_written(
+    pg_dsn: str, table_name: str, bulk: bool, as_lists: bool
+) -> None:
     with PGVSVectorStore(TableEmbeddings(), config(pg_dsn, table_name), bulk_threshold=10) as s:
         n = 40 if bulk else 5
-        vectors = np.ones((n, 3), dtype=np.float32)
-        vectors[n - 2, 1] = np.nan
+        matrix = np.ones((n, 3), dtype=np.float32)
+        matrix[n - 2, 1] = np.nan
+        vectors: Any = matrix.tolist() if as_lists else matrix
         texts = [f"t{i}" for i in range(n)]
         error_type = IngestError if bulk else ValidationError
         with pytest.raises(error_type, match=rf"row {n - 2}: vector element 1 is nan") as info:
             s.add_embeddings(texts, vectors)
         if bulk:
             assert "nothing was written" in str(info.value)
+        good: Any = np.ones((n, 3)).tolist() if as_lists else np.ones((n, 3))
         metadatas: list[dict[str, Any]] = [{"i": i} for i in range(n)]
         metadatas[1] = {"bad": float("nan")}
         with pytest.raises(error_type, match="row 1: metadata"):
-            s.add_embeddings(texts, np.ones((n, 3)), metadatas)
+            s.add_embeddings(texts, good, metadatas)
         with pytest.raises(error_type, match="row 3: content"):
-            s.add_embeddings([*texts[:3], "nul\x00", *texts[4:]], np.ones((n, 3)))
+            s.add_embeddings([*texts[:3], "nul\x00", *texts[4:]], good)
+        ragged = [*good[: n - 1], [1.0, 2.0]] if as_lists else good
+        if as_lists:
+            with pytest.raises(error_type, match=rf"row {n - 1}: vector has 2 dimensions"):
+                s.add_embeddings(texts, ragged)
         assert s.sync_store().count() == 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -21,6 +21,7 @@ __all__ = [
     "LANGCHAIN_POSTGRES_COLUMNS",
     "SEARCH_OPTIONS",
     "WRITE_OPTIONS",
+    "MatrixBatches",
     "as_matrix",
     "check_options",
     "ids_for_lookup",
@@ -171,8 +172,8 @@ def as_matrix(vectors: Any, dimensions: int) -> Any:
     """``vectors`` as a float32 matrix when that is exact, else unchanged.
 
     pgvs' bulk path reads a numpy matrix about 5x faster than a list of lists (LangChain's
-    type), and the conversion costs less than that difference. Anything the conversion would
-    hide (a ragged row, a value beyond float32, NaN) is left to pgvs, whose error names the row.
+    type). Anything the conversion would hide (a ragged row, a value beyond float32, NaN) is left
+    to pgvs, whose error names the row.
     """
     if isinstance(vectors, np.ndarray):
         return vectors
@@ -184,3 +185,25 @@ def as_matrix(vectors: Any, dimensions: int) -> Any:
     if matrix.ndim != 2 or matrix.shape[1] != dimensions or not np.isfinite(matrix).all():
         return vectors
     return matrix
+
+
+class MatrixBatches(Sequence[Any]):
+    """Vectors that pgvs' ingest slices into batches, each slice handed over as a float32 matrix
+    (:func:`as_matrix`): the conversion then runs in ingest's worker thread, batch by batch,
+    overlapped with the server's writes of the previous batch."""
+
+    def __init__(self, vectors: Sequence[Any], dimensions: int) -> None:
+        self._vectors = vectors
+        self._dimensions = dimensions
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> Any: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return as_matrix(self._vectors[index], self._dimensions)
+        return self._vectors[index]

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
@@ -25,7 +26,7 @@ from ._rules import (
     HYBRID_OPTIONS,
     SEARCH_OPTIONS,
     WRITE_OPTIONS,
-    as_matrix,
+    MatrixBatches,
     check_options,
     ids_for_lookup,
     ids_for_write,
@@ -159,7 +160,12 @@ class PGVSVectorStore(VectorStore):
         if bulk is None:
             bulk = count > self.bulk_threshold
         if bulk and store_ids is not None:
-            matrix = as_matrix(embeddings, self._config.dimensions)
+            dims = self._config.dimensions
+            matrix = (
+                embeddings
+                if isinstance(embeddings, np.ndarray)
+                else MatrixBatches(embeddings, dims)
+            )
 
             async def ingest(core: AsyncPGVectorStore) -> list[str]:
                 # atomic: one transaction, so a bad row leaves nothing written, as add_vectors
