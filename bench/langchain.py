@@ -28,12 +28,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
+import statistics
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import numpy as np
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_postgres import PGEngine
@@ -80,6 +82,19 @@ def _config(dsn: str, table: str, dim: int, index_type: str = "none") -> dict[st
     }
 
 
+def _sql(dsn: str, statement: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(statement)
+        except asyncpg.InsufficientPrivilegeError:  # CHECKPOINT on a server of your own
+            pass
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def _lp_url(dsn: str) -> str:
     return make_url(dsn).set(drivername="postgresql+psycopg").render_as_string(False)
 
@@ -98,38 +113,63 @@ def measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"rows": args.rows, "lp_rows": args.lp_rows, "dim": args.dim}
 
     # -- ingest --------------------------------------------------------------------------------
-    table = f"bench_lc_pgvs_{suffix}"
-    ours = PGVSVectorStore(fake, _config(dsn, table, args.dim))
-    ours.sync_store()  # table and pool first: the timing is the write alone
-    progress(f"PGVSVectorStore.add_embeddings: {args.rows} rows")
-    start = time.perf_counter()
-    ids = ours.add_embeddings(texts, vectors, metadatas)
-    seconds = time.perf_counter() - start
-    assert len(ids) == args.rows == ours.sync_store().count()
-    result["pgvs_langchain_rows_per_s"] = round(args.rows / seconds)
-
-    with PGVectorStore(_config(dsn, f"bench_lc_raw_{suffix}", args.dim)) as raw:
-        progress(f"pgvs store.ingest: {args.rows} rows")
-        start = time.perf_counter()
-        raw.ingest(matrix, metadata=metadatas, contents=texts)
-        result["pgvs_ingest_rows_per_s"] = round(args.rows / (time.perf_counter() - start))
-        raw.run(lambda s: s.pool.execute(f"DROP TABLE {s.config.table_name}"))
-
-    engine = PGEngine.from_connection_string(_lp_url(dsn))
-    lp_table = f"bench_lc_lp_{suffix}"
-    engine.init_vectorstore_table(lp_table, args.dim)
-    theirs = LPVectorStore.create_sync(engine, fake, lp_table)
     n = args.lp_rows
-    progress(f"langchain-postgres add_embeddings: {n} rows")
-    start = time.perf_counter()
-    theirs.add_embeddings(texts[:n], vectors[:n], metadatas[:n])
-    result["langchain_postgres_rows_per_s"] = round(n / (time.perf_counter() - start))
+    engine = PGEngine.from_connection_string(_lp_url(dsn))
+    table = ""
+
+    def pgvs_langchain(name: str) -> float:
+        nonlocal table
+        store = PGVSVectorStore(fake, _config(dsn, name, args.dim))
+        store.sync_store()  # the table and the pool first: the timing is the write alone
+        _sql(dsn, "CHECKPOINT")
+        start = time.perf_counter()
+        ids = store.add_embeddings(texts, vectors, metadatas)
+        seconds = time.perf_counter() - start
+        assert len(ids) == args.rows == store.sync_store().count()
+        store.close()
+        if table:
+            _sql(dsn, f"DROP TABLE {table}")
+        table = name  # the last one is searched below
+        return float(args.rows / seconds)
+
+    def pgvs_ingest(name: str) -> float:
+        with PGVectorStore(_config(dsn, name, args.dim)) as store:
+            _sql(dsn, "CHECKPOINT")
+            start = time.perf_counter()
+            store.ingest(matrix, metadata=metadatas, contents=texts)
+            seconds = time.perf_counter() - start
+        _sql(dsn, f"DROP TABLE {name}")
+        return float(args.rows / seconds)
+
+    def langchain_postgres(name: str) -> float:
+        engine.init_vectorstore_table(name, args.dim)
+        theirs = LPVectorStore.create_sync(engine, fake, name)
+        _sql(dsn, "CHECKPOINT")
+        start = time.perf_counter()
+        theirs.add_embeddings(texts[:n], vectors[:n], metadatas[:n])
+        seconds = time.perf_counter() - start
+        _sql(dsn, f"DROP TABLE {name}")
+        return n / seconds
+
+    cases: dict[str, Callable[[str], float]] = {
+        "pgvs_langchain": pgvs_langchain,
+        "pgvs_ingest": pgvs_ingest,
+        "langchain_postgres": langchain_postgres,
+    }
+    rates: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for rep in range(args.repeat):
+        for name in names[rep % 3 :] + names[: rep % 3]:
+            progress(f"ingest {rep + 1}/{args.repeat}: {name}")
+            rates[name].append(cases[name](f"bench_lc_{name}_{suffix}_{rep}"))
+    for name, values in rates.items():
+        result[f"{name}_rows_per_s"] = round(statistics.median(values))
+        result[f"{name}_rows_per_s_runs"] = [round(v) for v in values]
     result["ingest_ratio"] = round(
         result["pgvs_langchain_rows_per_s"] / result["langchain_postgres_rows_per_s"], 1
     )
 
     # -- search --------------------------------------------------------------------------------
-    ours.close()
     progress("building the HNSW index")
     ours = PGVSVectorStore(fake, _config(dsn, table, args.dim, "hnsw"))
     ours.sync_store().create_index("hnsw")
@@ -182,8 +222,8 @@ def measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
         result[f"search_ratio_langchain_postgres_{mode}"] = round(
             result[f"langchain_postgres_{mode}_ms"]["p50"] / result[f"pgvs_{mode}_ms"]["p50"], 3
         )
-    ours.sync_store().run(lambda s: s.pool.execute(f"DROP TABLE {table}, {lp_table}"))
     ours.close()
+    _sql(dsn, f"DROP TABLE {table}")
     asyncio.run(engine.close())
     result["python"] = platform.python_version()
     return result
@@ -229,6 +269,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--dim", type=int, default=768, help="vector dimensions (768)")
     parser.add_argument("--queries", type=int, default=300, help="queries per case (300)")
+    parser.add_argument("--repeat", type=int, default=3, help="ingest repetitions (3)")
     args = parser.parse_args(argv)
     with database() as dsn:
         result = measure(dsn, args)
