@@ -344,6 +344,21 @@ def test_a_bad_row_leaves_nothing_written(
         assert s.sync_store().count() == 0
 
 
+def test_non_atomic_bulk_writes_commit_batch_by_batch(pg_dsn: str, table_name: str) -> None:
+    with PGVSVectorStore(TableEmbeddings(), config(pg_dsn, table_name), bulk_threshold=10) as s:
+        matrix = np.ones((200, 3), dtype=np.float32)
+        matrix[150, 0] = np.inf
+        ids = [f"r{i}" for i in range(200)]
+        with pytest.raises(IngestError, match="row 150: vector element 0 is inf") as info:
+            s.add_embeddings(
+                [f"t{i}" for i in range(200)], matrix, ids=ids, atomic=False, bulk=True
+            )
+        written = s.sync_store().count()
+        assert written == info.value.rows_written > 0
+        assert info.value.committed_batches
+        assert ids_of(s.get_by_ids(ids[:1])) == ["r0"]
+
+
 def test_bad_shapes_are_refused_before_anything_runs(store: PGVSVectorStore) -> None:
     with pytest.raises(ValidationError, match="embeddings has 1 vectors for 2 texts"):
         store.add_embeddings(["a", "b"], [[1.0, 0.0, 0.0]])

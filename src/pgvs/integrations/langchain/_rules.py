@@ -47,7 +47,7 @@ LANGCHAIN_POSTGRES_COLUMNS: Mapping[str, str | None] = {
 
 SEARCH_OPTIONS = frozenset({"filter", "hybrid", "text", "ef_search", "probes", "exact"})
 HYBRID_OPTIONS = frozenset({"fusion", "rrf_k", "vector_weight", "text_weight", "candidates"})
-WRITE_OPTIONS = frozenset({"bulk"})
+WRITE_OPTIONS = frozenset({"bulk", "atomic"})
 CONSTRUCTOR_OPTIONS = frozenset({"relevance_score_fn", "bulk_threshold"})
 
 
