@@ -22,8 +22,9 @@
   ``id_column`` / ``metadata_json_column`` options). Cases are interleaved query by query;
   p50/p90 in ms. ``search_ratio_sync`` / ``search_ratio_async``: PGVSVectorStore p50 / pgvs p50.
 
-Uses ``DATABASE_URL`` when set, else a throwaway embedded server; langchain-postgres connects
-with psycopg 3 (its documented driver).
+Needs ``pip install -e '.[dev,bench-langchain]'`` (langchain-postgres, kept out of ``dev``). Uses
+``DATABASE_URL`` when set, else a throwaway embedded server; langchain-postgres connects with
+psycopg 3 (its documented driver).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ langchain-postgres itself read and written through the documented column mapping
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import subprocess
 import sys
@@ -538,7 +539,55 @@ def test_the_langchain_postgres_mapping() -> None:
     assert renamed.column("id") == "langchain_id"
 
 
+# langchain-postgres 0.0.19's DDL (PGEngine.init_vectorstore_table defaults), as it writes it.
+LANGCHAIN_POSTGRES_DDL = (
+    'CREATE TABLE "{table}"("langchain_id" UUID PRIMARY KEY, "content" TEXT NOT NULL, '
+    '"embedding" vector(3) NOT NULL, "langchain_metadata" JSON)'
+)
+
+
+async def test_a_table_in_the_langchain_postgres_layout(pg_dsn: str, table_name: str) -> None:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(LANGCHAIN_POSTGRES_DDL.format(table=table_name))
+        theirs = [str(uuid.uuid4()) for _ in range(3)]
+        for i, doc in zip(theirs, DOCS[:3], strict=True):
+            # as their add_embeddings binds them: vector text, metadata json.dumps'd
+            await conn.execute(
+                f"INSERT INTO {quote_ident(table_name)} VALUES ($1, $2, $3::vector, $4::json)",
+                uuid.UUID(i),
+                doc.page_content,
+                str(VECTORS[doc.page_content]),
+                json.dumps(doc.metadata),
+            )
+        await conn.execute(
+            f"ALTER TABLE {quote_ident(table_name)} ALTER COLUMN langchain_metadata "
+            "TYPE jsonb USING langchain_metadata::jsonb"
+        )
+        cfg = langchain_postgres_config(table_name, 3, connection_string=pg_dsn, pool_min_size=1)
+        async with PGVSVectorStore(TableEmbeddings(), cfg) as ours:
+            got = await ours.aget_by_ids(theirs)
+            assert [(d.id, d.page_content, d.metadata) for d in got] == [
+                (i, d.page_content, d.metadata) for i, d in zip(theirs, DOCS[:3], strict=True)
+            ]
+            near = await ours.asimilarity_search(QUERY, k=2, filter={"n": {"$gte": 1}})
+            assert ids_of(near) == [theirs[1], theirs[2]]
+            mine = await ours.aadd_documents(DOCS[3:])
+            await ours.adelete(theirs[:1])
+        rows = await conn.fetch(
+            f"SELECT langchain_id::text AS id, content, langchain_metadata AS m "
+            f"FROM {quote_ident(table_name)} ORDER BY content"
+        )
+        assert sorted((r["id"], r["content"], json.loads(r["m"])) for r in rows) == sorted(
+            [(i, d.page_content, d.metadata) for i, d in zip(theirs[1:], DOCS[1:3], strict=True)]
+            + [(i, d.page_content, d.metadata) for i, d in zip(mine, DOCS[3:], strict=True)]
+        )
+    finally:
+        await conn.close()
+
+
 async def test_a_table_made_by_langchain_postgres(pg_dsn: str, table_name: str) -> None:
+    """The round trip with langchain-postgres itself (pip install -e '.[bench-langchain]')."""
     lp = pytest.importorskip("langchain_postgres")
     from sqlalchemy.engine import make_url
 
