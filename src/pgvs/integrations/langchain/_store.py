@@ -203,9 +203,9 @@ class PGVSVectorStore(VectorStore):
         ``bulk=True``) go through binary COPY in one transaction, fewer in one statement. A bad
         row raises :class:`~pgvs.errors.ValidationError` naming it (wrapped in an
         :class:`~pgvs.errors.IngestError` on the COPY path) before anything is written.
-        ``atomic=False`` lets the COPY path commit batch by batch on two connections (about
-        twice as fast on two cores); a failure then names the committed batches, and only a
-        re-run with the same ``ids`` is an exact upsert of them.
+        ``atomic=False`` lets the COPY path commit batch by batch, two batches in flight on two
+        connections (faster when the server has cores to spare); a failure then names the
+        committed batches, and only a re-run with the same ``ids`` is an exact upsert of them.
         """
         return self._routes.run(self._prepare_write(texts, embeddings, metadatas, ids, kwargs))
 
