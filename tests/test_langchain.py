@@ -476,6 +476,23 @@ async def test_async_calls_stay_on_the_callers_loop(pg_dsn: str, table_name: str
         await s.asimilarity_search(QUERY)
 
 
+async def test_sync_close_inside_the_loop_closes_its_pool_in_a_task(
+    pg_dsn: str, table_name: str
+) -> None:
+    with PGVSVectorStore(TableEmbeddings(), config(pg_dsn, table_name)) as s:
+        core = await s.async_store()
+        await s.aadd_texts(["the kitten sleeps"])
+    # the `with` block's close() could not wait on this loop: the pool closes in a task
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        try:
+            core.pool  # noqa: B018
+        except StoreClosedError:
+            break
+    else:
+        pytest.fail("the core's pool was not closed")
+
+
 def test_one_store_across_event_loops(pg_dsn: str, table_name: str) -> None:
     s = PGVSVectorStore(TableEmbeddings(), config(pg_dsn, table_name))
     try:

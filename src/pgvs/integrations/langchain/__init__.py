@@ -8,10 +8,17 @@ too); async methods await pgvs' async core (:class:`pgvs.AsyncPGVectorStore`) on
 loop, with no thread hop. Both are created lazily, on the first call of their kind, because an
 asyncpg pool belongs to the loop it was opened on: the facade's pool to its thread's loop, and one
 core per caller loop (a core whose loop has been closed, e.g. after ``asyncio.run`` returned, is
-dropped and the next loop gets a new one). ``close()`` / ``aclose()`` (or ``with`` / ``async
-with``) close them all; in async code prefer ``aclose()``, which closes the current loop's pool
-gracefully. Query embeddings are computed with ``embed_query`` on the sync route and
+dropped and the next loop gets a new one; its connections can then only be abandoned, which
+Python may report as unclosed-socket ResourceWarnings). ``close()`` / ``aclose()`` (or ``with`` /
+``async with``) close them all; in async code prefer ``aclose()``, which closes the current
+loop's pool gracefully. Query embeddings are computed with ``embed_query`` on the sync route and
 ``aembed_query`` on the async one.
+
+**Writes** are upserts by id, all rows or none: ``add_embeddings`` (precomputed vectors),
+``add_texts`` and ``add_documents`` write up to ``bulk_threshold`` rows in one statement and more
+through pgvs' binary-COPY ``ingest`` in one transaction (``atomic=False``: batch by batch). A bad
+row is a :class:`~pgvs.errors.ValidationError` naming it (inside an ``IngestError`` on the COPY
+path), raised before anything is written.
 
 **Ids.** LangChain ids are strings. With a dict config that does not set ``id_type`` the table
 gets ``text`` ids, so any string is an id; ``uuid`` tables take UUID strings and ``bigint``
