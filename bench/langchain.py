@@ -203,9 +203,11 @@ def measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
             "pgvs_langchain_sync": lambda q: ours.similarity_search_by_vector(q, k=K),
             "langchain_postgres_sync": lambda q: on_table.similarity_search_by_vector(q, k=K),
         }
-        assert [d.id for d in sync_cases["pgvs_langchain_sync"](queries[0])] == [  # type: ignore[attr-defined]
-            str(hit.id) for hit in plain.search(queries[0], k=K)
-        ]
+        expected = [str(hit.id) for hit in plain.search(queries[0], k=K)]
+        assert [d.id for d in ours.similarity_search_by_vector(queries[0], k=K)] == expected
+        result["langchain_postgres_same_top10"] = [
+            d.id for d in on_table.similarity_search_by_vector(queries[0], k=K)
+        ] == expected
         result["pgvs_uses_hnsw"] = plain.explain_search(queries[0], k=K).uses_vector_index
         progress(f"sync search: {args.queries} queries per case, interleaved")
         latencies = _interleave(sync_cases, queries)
