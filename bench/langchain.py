@@ -280,7 +280,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--dim", type=int, default=768, help="vector dimensions (768)")
     parser.add_argument("--queries", type=int, default=300, help="queries per case (300)")
-    parser.add_argument("--repeat", type=int, default=3, help="ingest repetitions (3)")
+    parser.add_argument("--repeat", type=int, default=5, help="ingest repetitions (5)")
     args = parser.parse_args(argv)
     with database() as dsn:
         result = measure(dsn, args)
