@@ -237,6 +237,8 @@ def test_hybrid_through_search_kwargs(text_store: PGVSVectorStore) -> None:
         hybrid={"fusion": "weighted", "vector_weight": 0.1, "text_weight": 1.0},
     )
     assert ids_of(weighted)[0] == "d3"
+    defaults = text_store.as_retriever(search_kwargs={"k": 1, "hybrid": {}, "text": "yeast"})
+    assert ids_of(defaults.invoke(QUERY)) == ["d3"]
     # with the query itself as the keywords: "vectors" matches d0 and d1 (stemmed "keeps")
     both = text_store.similarity_search_with_score(QUERY, k=2, hybrid=True)
     assert {doc.id for doc, _ in both} == {"d0", "d1"}

@@ -312,9 +312,10 @@ class PGVSVectorStore(VectorStore):
     ) -> Callable[[AsyncPGVectorStore], Awaitable[list[SearchResult]]]:
         check_options("search", kwargs, SEARCH_OPTIONS)
         filter = kwargs.get("filter")
-        hybrid = kwargs.get("hybrid") or False
+        hybrid = kwargs.get("hybrid")
         text = kwargs.get("text")
-        if hybrid or text is not None:
+        # An options dict asks for hybrid search even when empty; keywords of their own imply it.
+        if isinstance(hybrid, Mapping) or bool(hybrid) or text is not None:
             options = dict(hybrid) if isinstance(hybrid, Mapping) else {}
             check_options("hybrid", options, HYBRID_OPTIONS)
             if kwargs.get("probes") is not None or kwargs.get("exact"):
