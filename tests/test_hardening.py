@@ -130,3 +130,22 @@ async def test_a_zero_query_vector_under_cosine_is_refused(pg_dsn: str, table_na
     ) as euclidean:
         await euclidean.add_vectors([[1, 0, 0]])
         assert len(await euclidean.search([0, 0, 0])) == 1  # well defined for L2
+
+
+async def test_a_large_ingest_leaves_the_table_analyzed(
+    pg_dsn: str, table_name: str, raw_conn: asyncpg.Connection
+) -> None:
+    analyzed = "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = $1"
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=3, table_name=table_name, index_type="none"
+    ) as store:
+        small = await store.ingest(np.ones((999, 3)))
+        assert "analyze" not in small.details
+        assert not await raw_conn.fetchval(analyzed, table_name)
+        large = await store.ingest(np.ones((1000, 3)))
+        assert large.details["analyze"] > 0
+        assert await raw_conn.fetchval(analyzed, table_name)
+        assert (
+            await raw_conn.fetchval("SELECT reltuples FROM pg_class WHERE relname = $1", table_name)
+            == 1999
+        )

@@ -19,12 +19,20 @@ from ._ingest_pipeline import BatchFailed, Pipeline
 from ._ingest_sources import source_for
 from ._session import Session
 
-__all__ = ["INGEST_THRESHOLD", "ingest_columns", "run_ingest", "upsert_all"]
+__all__ = [
+    "ANALYZE_AFTER_ROWS",
+    "INGEST_THRESHOLD",
+    "ingest_columns",
+    "run_ingest",
+    "upsert_all",
+]
 
 #: From this many rows on, ``add_vectors`` is faster through :func:`upsert_all` (measured with
 #: 768-d and 128-d rows: the two cost the same at ~100-150 rows, the COPY path is 1.3-2x faster
 #: from 500 on; with an HNSW index both are bound by the index and equal).
 INGEST_THRESHOLD = 500
+#: An ingest that wrote at least this many rows leaves the table analyzed.
+ANALYZE_AFTER_ROWS = 1000
 
 
 def ingest_columns(
@@ -90,6 +98,15 @@ async def run_ingest(
     finally:
         run.close()
         close_progress()
+    if run.rows_written >= ANALYZE_AFTER_ROWS:
+        # A freshly loaded table has no statistics until autovacuum gets to it, and without
+        # them the planner misjudges the tenant condition and sorts instead of using the vector
+        # index (measured: 21 ms against 1.8 ms on 20k rows). ANALYZE samples a bounded number
+        # of rows (300 x default_statistics_target), so it costs the same on any table size.
+        started = time.perf_counter()
+        with translating("ingest"):
+            await session.pool.execute(f"ANALYZE {ctx.sql.table}")
+        run.details["analyze"] = time.perf_counter() - started
     return IngestResult(
         rows_read=run.rows_read,
         rows_written=run.rows_written,
