@@ -10,7 +10,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from pgvs import AsyncPGVectorStore, ConfigurationError, ValidationError
+from pgvs import AsyncPGVectorStore, ConfigurationError, ConnectionLostError, ValidationError
 
 
 async def test_cancelling_a_filtered_search_cancels_it_on_the_server(
@@ -149,3 +149,55 @@ async def test_a_large_ingest_leaves_the_table_analyzed(
             await raw_conn.fetchval("SELECT reltuples FROM pg_class WHERE relname = $1", table_name)
             == 1999
         )
+
+
+async def test_reads_survive_terminated_pool_connections(
+    pg_dsn: str, table_name: str, raw_conn: asyncpg.Connection
+) -> None:
+    """pg_terminate_backend of every pooled connection (as a failover or restart does): the next
+    reads succeed, each retried once on a fresh connection; no dead connection stays pooled."""
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn,
+        dimensions=3,
+        table_name=table_name,
+        pool_min_size=3,
+        pool_max_size=3,
+        domain_id="tenant",  # searches take the SET LOCAL path too
+    ) as store:
+        await store.add_vectors([[1, 0, 0], [0, 1, 0]], metadata=[{"a": 1}, {"a": 2}])
+        held = [await store.pool.acquire() for _ in range(3)]
+        pids = [connection.get_server_pid() for connection in held]
+        for connection in held:
+            await store.pool.release(connection)
+        terminated = await raw_conn.fetchval(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(p) FROM unnest($1::int[]) p) t",
+            pids,
+        )
+        assert terminated == 3
+        assert [hit.id for hit in await store.search([1, 0, 0], k=1)]
+        assert await store.count() == 2
+        assert len(await store.search([0, 1, 0], k=2, filter={"a": 2})) == 1
+        assert len(await store.get_vectors([])) == 0
+        live = await raw_conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids
+        )
+        assert live == 0
+
+
+async def test_writes_are_not_retried(
+    pg_dsn: str, table_name: str, raw_conn: asyncpg.Connection
+) -> None:
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn,
+        dimensions=3,
+        table_name=table_name,
+        pool_min_size=1,
+        pool_max_size=1,
+    ) as store:
+        connection = await store.pool.acquire()
+        pid = connection.get_server_pid()
+        await store.pool.release(connection)
+        await raw_conn.execute("SELECT pg_terminate_backend($1)", pid)
+        with pytest.raises(ConnectionLostError):
+            await store.add_vectors([[1, 0, 0]])
+        assert await store.count() == 0  # the read after it: a fresh connection

@@ -43,6 +43,7 @@ __all__ = [
     "SchemaMismatchError",
     "StoreClosedError",
     "ValidationError",
+    "connection_lost",
     "redact_dsn",
     "translate_error",
     "translated",
@@ -258,6 +259,12 @@ def translate_error(exc: BaseException, *, operation: str = "") -> BaseException
 def _looks_like_connection(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(word in text for word in ("connection", "closed", "terminat", "protocol"))
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (raw or translated) means the connection is gone: the one test for what
+    a retry on a fresh connection can cure."""
+    return isinstance(translate_error(exc), ConnectionLostError)
 
 
 def translated(

@@ -8,21 +8,28 @@ sent as startup parameters), dedicated connections for work that outlives a stat
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from ..codecs import register_vector
 from ..config import StoreConfig
-from ..errors import DSN_HINT, ConfigurationError, StoreClosedError, redact_dsn
+from ..errors import (
+    DSN_HINT,
+    ConfigurationError,
+    StoreClosedError,
+    connection_lost,
+    redact_dsn,
+)
 from ..indexes import DEFAULT_EF_SEARCH
 from ..planning import set_local_sql
 
-__all__ = ["Session", "logger"]
+__all__ = ["Session", "logger", "retried_read"]
 
 logger = logging.getLogger("pgvs")
 
@@ -52,6 +59,36 @@ def _log_server_message(connection: Any, message: Any) -> None:
     hint = getattr(message, "hint", None)
     level = logging.WARNING if severity == "WARNING" else logging.INFO
     logger.log(level, "server %s: %s%s", severity, text, f" ({hint})" if hint else "")
+
+
+class _HasSession(Protocol):
+    _session: Session
+
+
+S = TypeVar("S", bound=_HasSession)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def retried_read(
+    method: Callable[Concatenate[S, P], Awaitable[R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """A read that fails because its connection is gone runs once more, after the pool has
+    dropped every idle connection (a server restart or ``pg_terminate_backend`` kills them all,
+    and asyncpg only finds out on use). Reads are idempotent; writes are never retried here."""
+
+    @functools.wraps(method)
+    async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except Exception as exc:
+            if not connection_lost(exc) or not self._session.is_open:
+                raise
+            logger.info("%s: connection lost (%s); retrying once", method.__name__, exc)
+            await self._session.expire()
+        return await method(self, *args, **kwargs)
+
+    return wrapper
 
 
 async def resolve_dsn(config: StoreConfig) -> str:
@@ -150,6 +187,11 @@ class Session:
     def _use_settings(self, settings: Mapping[str, str]) -> None:
         self.settings = dict(settings)
         self.base_ef = int(self.settings.get("hnsw.ef_search", DEFAULT_EF_SEARCH))
+
+    async def expire(self) -> None:
+        """Replace every pooled connection (idle ones now, busy ones when they come back)."""
+        if self._pool is not None:
+            await self._pool.expire_connections()
 
     async def close(self) -> None:
         if self._cancellations:

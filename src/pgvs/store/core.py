@@ -32,7 +32,7 @@ from ._context import StoreContext
 from ._index_manager import IndexManager
 from ._ingest import ingest_columns, run_ingest
 from ._reads import Reader
-from ._session import Session
+from ._session import Session, retried_read
 from ._strategies import Strategies
 from ._tuner import TuneProgress, Tuner
 from ._writes import Writer
@@ -239,11 +239,13 @@ class AsyncPGVectorStore:
     # -- reads ---------------------------------------------------------------------------------
 
     @translated
+    @retried_read
     async def count(self, filter: Mapping[str, Any] | None = None) -> int:
         """How many rows (matching ``filter``) this store's domain holds."""
         return await self._reader.count(filter)
 
     @translated
+    @retried_read
     async def get_vectors(self, ids: Sequence[Any], include_metadata: bool = True) -> list[Record]:
         """Rows by id, aligned with ``ids``; a missing id gives a Record with ``found == False``.
 
@@ -253,6 +255,7 @@ class AsyncPGVectorStore:
         return await self._reader.get_vectors(ids, include_metadata)
 
     @translated
+    @retried_read
     async def search(
         self,
         query: Any,
@@ -289,6 +292,7 @@ class AsyncPGVectorStore:
         )
 
     @translated
+    @retried_read
     async def search_batch(
         self,
         queries: Any,
@@ -316,6 +320,7 @@ class AsyncPGVectorStore:
         )
 
     @translated
+    @retried_read
     async def explain_search(
         self,
         query: Any,
@@ -340,6 +345,7 @@ class AsyncPGVectorStore:
     # -- search strategies ---------------------------------------------------------------------
 
     @translated
+    @retried_read
     async def text_search(
         self,
         text: str,
@@ -362,6 +368,7 @@ class AsyncPGVectorStore:
         )
 
     @translated
+    @retried_read
     async def hybrid_search(
         self,
         query: Any,
@@ -403,6 +410,7 @@ class AsyncPGVectorStore:
         )
 
     @translated
+    @retried_read
     async def mmr_search(
         self,
         query: Any,
@@ -425,6 +433,7 @@ class AsyncPGVectorStore:
         )
 
     @translated
+    @retried_read
     async def centroid(
         self, *, ids: Sequence[Any] | None = None, filter: Mapping[str, Any] | None = None
     ) -> npt.NDArray[Any] | None:
@@ -517,6 +526,7 @@ class AsyncPGVectorStore:
         )
 
     @translated
+    @retried_read
     async def index_status(self) -> IndexStatus:
         """The store's vector index as the catalog sees it: exists, valid, type, params, size.
 
@@ -526,6 +536,7 @@ class AsyncPGVectorStore:
         return await self._indexes.index_status()
 
     @translated
+    @retried_read
     async def list_indexes(self) -> list[IndexStatus]:
         """Every vector index (HNSW or IVFFlat) of the store's table, full ones first.
 
