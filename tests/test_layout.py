@@ -135,6 +135,7 @@ LAYERS = [
             "pgvs._rows",
             "pgvs._batches",
             "pgvs._copy_sql",
+            "pgvs._stats_sql",
             "pgvs.progress",
             "pgvs.search",
         },

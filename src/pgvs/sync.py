@@ -79,3 +79,8 @@ class PGVectorStore(SyncStoreBase):
     aindex_status = coroutine_twin(AsyncPGVectorStore.index_status)
     wait_for_index = blocking_twin(AsyncPGVectorStore.wait_for_index)
     await_for_index = coroutine_twin(AsyncPGVectorStore.wait_for_index)
+
+    # -- monitoring --------------------------------------------------------------------------------
+
+    stats = blocking_twin(AsyncPGVectorStore.stats)
+    astats = coroutine_twin(AsyncPGVectorStore.stats)
