@@ -8,7 +8,7 @@ table and domain column of the per-domain count, and the schemas of the ``vector
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ._sql import qualified, quote_ident
@@ -30,6 +30,9 @@ __all__ = [
     "rows_by_domain_sql",
     "top_queries_sql",
 ]
+
+# An asyncpg Record (or any mapping of column name to value): read by key only.
+Row = Any
 
 #: Domains listed by name in StoreStats.rows_by_domain (the largest first).
 TOP_DOMAINS = 100
@@ -143,7 +146,7 @@ def top_queries_sql(pgss_schema: str) -> str:
     )
 
 
-def _index(row: Mapping[str, Any]) -> IndexInfo:
+def _index(row: Row) -> IndexInfo:
     return IndexInfo(
         name=row["name"],
         method=row["method"],
@@ -158,7 +161,7 @@ def _index(row: Mapping[str, Any]) -> IndexInfo:
     )
 
 
-def _activity(row: Mapping[str, Any] | None) -> TableActivity:
+def _activity(row: Row | None) -> TableActivity:
     if row is None:
         return TableActivity()
     return TableActivity(
@@ -176,14 +179,14 @@ def _activity(row: Mapping[str, Any] | None) -> TableActivity:
 def assemble(
     *,
     table: str,
-    relation: Mapping[str, Any],
-    indexes: Sequence[Mapping[str, Any]],
-    activity: Mapping[str, Any] | None,
-    settings: Sequence[Mapping[str, Any]],
-    memory: Sequence[Mapping[str, Any]],
-    domains: Sequence[Mapping[str, Any]],
+    relation: Row,
+    indexes: Sequence[Row],
+    activity: Row | None,
+    settings: Sequence[Row],
+    memory: Sequence[Row],
+    domains: Sequence[Row],
     pool: PoolStats,
-    top_queries: Sequence[Mapping[str, Any]] | None,
+    top_queries: Sequence[Row] | None,
     top_queries_note: str | None,
 ) -> StoreStats:
     """A StoreStats from the rows of the queries above."""
