@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, overload
 
+import click
 import numpy as np
 import numpy.typing as npt
 
@@ -447,4 +448,6 @@ def open_input(
     if array.dtype.kind not in "fiub":
         raise CommandError(f"{path} holds {array.dtype} values, not numbers")
     chosen = None if no_sidecar else (sidecar or _sidecar_for(file))
+    if chosen is not None and sidecar is None:
+        click.echo(f"pgvs: ids and metadata from the sidecar {chosen}", err=True)
     return _array_input(path, array, options, chosen, file.stat().st_size)

@@ -52,15 +52,15 @@ def _explain(error: IngestError, source: Input) -> CommandError:
         what = message
     else:
         what = str(cause).split("\n")[0] if cause is not None else str(error)
-    first, end = error.row_range
+    batches = len(error.committed_batches)
     kept = (
-        f"batches 0..{error.committed_batches[-1]} ({error.rows_written:,} rows) are committed"
-        if error.committed_batches
+        f"{batches} batch{'es' if batches > 1 else ''} ({error.rows_written:,} rows) before it "
+        f"{'are' if batches > 1 else 'is'} committed"
+        if batches
         else "no batch was committed"
     )
     return CommandError(
-        f"{what}\nnothing of batch {error.batch} (its records {first}..{end - 1}) was written; "
-        f"{kept}",
+        f"{what}\nnothing of batch {error.batch} was written; {kept}",
         hint="Fix it and run the same command again: committed rows are rewritten, never "
         "duplicated (or pass --skip-bad to skip and count bad lines).",
     )
