@@ -388,8 +388,8 @@ def _array_input(
 
 def _fvecs(path: Path) -> Any:
     size = path.stat().st_size
-    if size < 4:
-        raise CommandError(f"{path} is not an .fvecs file (too short)")
+    if size < 8 or size % 4:
+        raise CommandError(f"{path} is not an .fvecs file ({size} bytes, not whole rows)")
     words = np.memmap(path, dtype="<i4", mode="r")
     dims = int(words[0])
     if dims < 1 or size % (4 * (dims + 1)):
