@@ -266,7 +266,7 @@ def test_the_pgvs_command_of_this_environment() -> None:
     assert command.exists(), "pip install -e . creates it"
     shown = subprocess.run([str(command), "--help"], capture_output=True, text=True, check=False)
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.startswith("usage: pgvs")
+    assert shown.stdout.startswith("Usage: pgvs")  # Click's usage line
     module = subprocess.run(
         [sys.executable, "-m", "pgvs", "--version"], capture_output=True, text=True, check=False
     )
