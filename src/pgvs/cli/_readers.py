@@ -262,7 +262,8 @@ def _open_lines(path: str) -> tuple[IO[bytes], Callable[[], int], int | None, Ca
 
 def _parse_line(raw: bytes) -> Any:
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        # Without the line break, an error at the end of the line gets its column on this line.
+        return json.loads(raw.rstrip(b"\r\n"), parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise _Bad(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
     except (UnicodeDecodeError, ValueError) as exc:

@@ -18,7 +18,7 @@ def _when(value: object) -> str:
 def show_stats(report: StoreStats) -> None:
     activity, pool = report.activity, report.pool
     print_pairs(
-        f"{report.table}: {report.column_type}",
+        f"{report.table.replace(chr(34), '')}: {report.column_type}",
         [
             ("rows", f"{report.rows:,} in {report.domains:,} domain(s)"),
             ("table (heap)", human_bytes(report.table_bytes)),

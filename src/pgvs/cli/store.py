@@ -155,7 +155,14 @@ async def _init(
         return 0
     verb = "created" if existing is None else "verified"
     click.echo(f"{verb} {report['table']}")
-    print_pairs(None, [(k, v) for k, v in report.items() if k not in ("table", "created")])
+    print_pairs(
+        None,
+        [
+            (key, "none" if value is None else value)
+            for key, value in report.items()
+            if key not in ("table", "created")
+        ],
+    )
     if existing is None and index_type == "ivfflat":
         click.echo("IVFFlat needs rows to train on: run `pgvs index create` after ingest.")
     return 0
