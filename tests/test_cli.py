@@ -118,6 +118,14 @@ def test_a_missing_table_is_one_message(pg_dsn: str, table_name: str) -> None:
     assert "pgvs init" in text
 
 
+def test_database_url_is_the_default_dsn(pg_dsn: str, table_name: str) -> None:
+    ok("init", "--dsn", pg_dsn, "--table", table_name, "-d", "3", "--index", "none")
+    done = pgvs("count", "--table", table_name, env={"DATABASE_URL": pg_dsn})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
+    assert "embedded" not in done.stderr  # the embedded server was not needed
+
+
 def test_an_unreachable_server_is_one_message(table_name: str) -> None:
     dsn = "postgresql://postgres@127.0.0.1:1/postgres"
     assert "pgvs: error:" in one_message(pgvs("count", *where(dsn, table_name)), 1)

@@ -106,7 +106,9 @@ def _hit(rank: int, hit: SearchResult, with_vectors: bool) -> dict[str, Any]:
 @click.option("--row", type=int, default=0, show_default=True, help="which row of --query-file")
 @click.option("--like", "like_id", metavar="ID", help="use this stored row's vector")
 @click.option("--text", metavar="TEXT", help="full-text query (hybrid with a vector)")
-@click.option("-k", "k", type=click.IntRange(1, 10000), default=10, show_default=True)
+@click.option(
+    "-k", "k", type=click.IntRange(1, 10000), default=10, show_default=True, help="rows to return"
+)
 @click.option("--filter", "filter_text", metavar="JSON", help="a pgvs filter, e.g. '{\"a\": 1}'")
 @click.option("--ef-search", type=click.IntRange(1, 1000), default=None, help="HNSW ef_search")
 @click.option("--probes", type=click.IntRange(1, 32768), default=None, help="IVFFlat probes")
