@@ -416,6 +416,28 @@ def test_stats_through_the_command_and_the_api(pg_dsn: str, table_name: str) -> 
         assert part in text
 
 
+async def test_the_pool_report_counts_checkouts_and_waiting_callers(pg_dsn: str) -> None:
+    from pgvs.store._stats import pool_stats
+
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=1)
+    try:
+        assert pool_stats(pool) == PoolStats(
+            size=1, min_size=1, max_size=1, idle=1, in_use=0, waiting=0
+        )
+        async with pool.acquire():
+            waiter = asyncio.ensure_future(pool.acquire())
+            for _ in range(100):  # event-loop turns (not time) for the waiter to reach the queue
+                if pool_stats(pool).waiting:
+                    break
+                await asyncio.sleep(0)
+            report = pool_stats(pool)
+            assert (report.in_use, report.idle, report.waiting) == (1, 0, 1)
+        await pool.release(await waiter)
+        assert pool_stats(pool).waiting == 0
+    finally:
+        await pool.close()
+
+
 @pytest.mark.slow
 def test_stats_top_queries_from_pg_stat_statements(table_name: str) -> None:
     from pgvs.server import EmbeddedServer

@@ -188,8 +188,10 @@ def config_for(
         text_identifiers=info.text_identifiers,
         auto_create_table=False,
         auto_create_index=False,
+        # One connection to start with (most commands need no more); room for ingest's batches
+        # in flight (--connections, up to 8) and progress sampling beside an index build.
         pool_min_size=1,
-        pool_max_size=4,
+        pool_max_size=10,
     )
 
 
