@@ -14,6 +14,7 @@ from .. import __version__
 from ..errors import ConfigurationError, FilterError, PGVSError
 from . import doctor, index, ingest, search, server, stats, store
 from ._common import EXIT_FAILURE, EXIT_USAGE, CommandError
+from ._output import silence_stdout
 
 __all__ = ["cli", "run"]
 
@@ -89,7 +90,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         # A bad option value found by the store (a filter, a metric, a setting) is a usage error.
         code = EXIT_USAGE if isinstance(exc, ConfigurationError | FilterError) else EXIT_FAILURE
         return _fail(message, exc.hint, code)
-    except BrokenPipeError:  # `pgvs search ... | head`
+    except BrokenPipeError:  # `pgvs search ... | head`: the reader has what it wanted
+        silence_stdout()
         return 0
     except Exception as exc:  # a bug: still one line, the traceback on request
         if os.environ.get("PGVS_DEBUG"):

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -41,6 +42,7 @@ __all__ = [
     "print_pairs",
     "print_table",
     "short",
+    "silence_stdout",
     "to_jsonable",
     "warn",
 ]
@@ -49,10 +51,24 @@ __all__ = [
 _LINE_INTERVAL = 2.0
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich exits 1 here; a reader that stopped early (`pgvs search ... | head`) is not a
+        # failure, so the command's error handling decides (see silence_stdout).
+        raise BrokenPipeError
+
+
+def silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null, so the exit flush does not fail too."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def _stdout() -> Console:
     # Not a terminal: wide enough that tables of ids and metadata are not wrapped into columns
     # of a few characters (a terminal's own width wins when there is one).
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    return _Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def _stderr() -> Console:
