@@ -203,6 +203,28 @@ def test_count_get_delete(pg_dsn: str, table_name: str, tmp_path: Path) -> None:
     assert "either --filter" in one_message(pgvs("delete", *where(pg_dsn, table_name)), 2)
 
 
+def test_ids_of_the_wrong_type_are_usage_errors(pg_dsn: str, table_name: str) -> None:
+    ok("init", *where(pg_dsn, table_name), "-d", "3", "--index", "none")  # uuid ids
+    text = one_message(pgvs("get", *where(pg_dsn, table_name), "not-a-uuid"), 2)
+    assert "'not-a-uuid' is not an id of this table (its ids are uuid)" in text
+    assert "its ids are uuid" in one_message(
+        pgvs("search", *where(pg_dsn, table_name), "--like", "7"), 2
+    )
+    ok(
+        "init",
+        *where(pg_dsn, table_name + "_b"),
+        "-d",
+        "3",
+        "--index",
+        "none",
+        "--id-type",
+        "bigint",
+    )
+    assert "its ids are bigint" in one_message(
+        pgvs("delete", *where(pg_dsn, table_name + "_b"), "--id", "x"), 2
+    )
+
+
 def test_bad_filters_are_usage_errors(pg_dsn: str, table_name: str) -> None:
     ok("init", *where(pg_dsn, table_name), "-d", "4", "--index", "none")
     place = where(pg_dsn, table_name)

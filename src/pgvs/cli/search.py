@@ -30,6 +30,7 @@ from ._common import (
 )
 from ._output import emit_json, print_table, short
 from ._target import open_store
+from .store import typed_ids
 
 __all__ = ["load_query", "search"]
 
@@ -207,13 +208,7 @@ def search(
 
 
 async def _stored_vector(store: AsyncPGVectorStore, like_id: str) -> Any:
-    wanted: Any = like_id
-    if store.config.id_type == "bigint":
-        try:
-            wanted = int(like_id)
-        except ValueError:
-            raise _usage(f"--like {like_id!r}: this table has bigint ids") from None
-    (record,) = await store.get_vectors([wanted], include_metadata=False)
+    (record,) = await store.get_vectors(typed_ids(store, (like_id,)), include_metadata=False)
     if not record.found:
         raise CommandError(f"--like {like_id}: no row with that id in {store.config.table_name}")
     return record.vector

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import click
@@ -27,16 +28,19 @@ __all__ = ["count", "delete", "get", "init", "typed_ids"]
 
 
 def typed_ids(store: AsyncPGVectorStore, ids: tuple[str, ...]) -> list[Any]:
-    """Ids from the command line, as the table's id type wants them."""
-    if store.config.id_type != "bigint":
+    """Ids from the command line, as the table's id type wants them (else a usage error)."""
+    id_type = store.config.id_type
+    if id_type == "text":
         return list(ids)
-    try:
-        return [int(value) for value in ids]
-    except ValueError:
-        raise CommandError(
-            f"this table has bigint ids; {', '.join(ids)} is not a list of integers",
-            code=EXIT_USAGE,
-        ) from None
+    convert: Any = int if id_type == "bigint" else uuid.UUID
+    for value in ids:
+        try:
+            convert(value)
+        except ValueError:
+            raise CommandError(
+                f"{value!r} is not an id of this table (its ids are {id_type})", code=EXIT_USAGE
+            ) from None
+    return [int(value) for value in ids] if id_type == "bigint" else list(ids)
 
 
 @click.command()
