@@ -510,6 +510,33 @@ def test_doctor_findings_through_the_command(pg_dsn: str, table_name: str) -> No
     assert "jit = off" in jit["fix"]
 
 
+async def test_the_build_memory_estimate_matches_pgvectors_notice(
+    pg_dsn: str, table_name: str
+) -> None:
+    from pgvs.cli.doctor import hnsw_build_bytes
+
+    conn = await asyncpg.connect(pg_dsn)
+    notices: list[str] = []
+    conn.add_log_listener(lambda _conn, message: notices.append(message.message))
+    try:
+        await conn.execute(f'CREATE TABLE "{table_name}" (e vector(64))')
+        await conn.execute(
+            # The WHERE ties each array to its row, so every row gets fresh random values.
+            f'INSERT INTO "{table_name}" SELECT ARRAY(SELECT random() FROM generate_series(1, 64) '
+            "WHERE g > 0)::vector FROM generate_series(1, 12000) AS g"
+        )
+        async with conn.transaction():
+            await conn.execute("SET LOCAL maintenance_work_mem = '8MB'")
+            await conn.execute(f'CREATE INDEX ON "{table_name}" USING hnsw (e vector_l2_ops)')
+        (notice,) = [n for n in notices if "no longer fits into maintenance_work_mem" in n]
+        fitted = int(notice.split("after ")[1].split()[0])
+        estimated = 8 * 2**20 // hnsw_build_bytes(1, 64, "vector", 16)
+        assert abs(estimated - fitted) / fitted < 0.05, (estimated, fitted)
+    finally:
+        await conn.execute(f'DROP TABLE IF EXISTS "{table_name}"')
+        await conn.close()
+
+
 def _stats(**changes: Any) -> StoreStats:
     base: dict[str, Any] = {
         "table": '"public"."t"',
