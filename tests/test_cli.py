@@ -630,6 +630,12 @@ def test_tune_is_hidden_and_says_what_it_needs(pg_dsn: str, table_name: str) -> 
     assert "needs store.tune()" in one_message(done, 1)
 
 
+def test_import_pgvs_never_imports_the_cli_libraries() -> None:
+    probe = "import sys, pgvs, pgvs.sync; print(sorted({'click', 'rich'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
 def test_python_dash_m_pgvs_is_the_same_command() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pgvs", "count", "--help"], capture_output=True, text=True
