@@ -1,6 +1,6 @@
 """``pgvs ingest`` (the command, in a subprocess) against ``store.ingest`` (in process).
 
-``python -m bench cli [--rows 20000] [--dim 768] [--repeat 3] [--jsonl]``
+``python -m bench cli [--rows 20000] [--dim 768] [--repeat 5] [--jsonl]``
 
 The same ``.npy`` file (float32 rows from a fixed seed, no sidecar) goes into identical fresh
 tables (``pgvs init --index none``: uuid ids, the metadata GIN index, no vector index), in
@@ -10,6 +10,8 @@ rotating order round after round; medians are reported.
   ids the command derives (uuid5 of the row number), in this process: ``IngestResult``'s rows/s.
 - ``cli_rows_per_s``: the rows/s ``pgvs ingest PATH --json`` reports for its ingest (the same
   ``IngestResult`` figure); ``ratio`` = cli / store, the target being >= 0.9.
+- ``store_cold_rows_per_s``: the same ``store.ingest`` call in a new interpreter per run, as the
+  command's ingest runs (first calls, fresh caches); ``ratio_cold`` = cli / that.
 - ``cli_wall_rows_per_s``: rows over the command's whole wall-clock time, process start,
   imports, reading the table's configuration and connecting included; ``wall_ratio`` = that /
   store. ``startup_s`` is the median of ``pgvs --version`` (interpreter and imports alone).
@@ -96,6 +98,37 @@ def cli_case(dsn: str, table: str, path: Path) -> tuple[float, float]:
     return float(report["rows_per_second"]), report["rows_read"] / wall
 
 
+_COLD_SCRIPT = """
+import asyncio, json, sys
+import numpy as np
+from pgvs import AsyncPGVectorStore
+from pgvs.cli._readers import PositionIds, _position_id
+
+async def main(dsn, table, path, dim):
+    array = np.load(path, mmap_mode="r")
+    config = {"dimensions": int(dim), "table_name": table, "index_type": "none",
+              "connection_string": dsn}
+    async with AsyncPGVectorStore(config) as store:
+        result = await store.ingest(array, ids=PositionIds(len(array), _position_id("uuid", 0)))
+    print(json.dumps(result.rows_per_second))
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def cold_case(dsn: str, table: str, path: Path, dim: int) -> float:
+    """``store.ingest`` in a new interpreter: what the command's own ingest starts from."""
+    done = subprocess.run(
+        [sys.executable, "-c", _COLD_SCRIPT, dsn, table, str(path), str(dim)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    return float(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def startup_seconds() -> float:
     samples = []
     for _ in range(5):
@@ -116,7 +149,7 @@ def measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
             with jsonl.open("w") as out:
                 for row in vectors:
                     out.write(json.dumps({"embedding": row.tolist()}) + "\n")
-        cases = ["store", "cli"] + (["jsonl"] if args.jsonl else [])
+        cases = ["store", "cold", "cli"] + (["jsonl"] if args.jsonl else [])
         samples: dict[str, list[float]] = {name: [] for name in [*cases, "wall"]}
         for round_ in range(args.repeat):
             order = cases[round_ % len(cases) :] + cases[: round_ % len(cases)]
@@ -125,6 +158,8 @@ def measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     if name == "store":
                         samples["store"].append(asyncio.run(store_case(dsn, table, npy, args.dim)))
+                    elif name == "cold":
+                        samples["cold"].append(cold_case(dsn, table, npy, args.dim))
                     elif name == "cli":
                         rate, wall = cli_case(dsn, table, npy)
                         samples["cli"].append(rate)
@@ -140,6 +175,7 @@ def measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
     store = statistics.median(samples["store"])
+    cold = statistics.median(samples["cold"])
     cli = statistics.median(samples["cli"])
     wall = statistics.median(samples["wall"])
     result: dict[str, Any] = {
@@ -150,6 +186,8 @@ def measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
         "store_rows_per_s": round(store),
         "cli_rows_per_s": round(cli),
         "ratio": round(cli / store, 3),
+        "store_cold_rows_per_s": round(cold),
+        "ratio_cold": round(cli / cold, 3),
         "cli_wall_rows_per_s": round(wall),
         "wall_ratio": round(wall / store, 3),
         "startup_s": round(startup_seconds(), 3),
@@ -165,7 +203,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench cli", description=__doc__)
     parser.add_argument("--rows", type=int, default=20000, help="rows per ingest (20000)")
     parser.add_argument("--dim", type=int, default=768, help="vector dimensions (768)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds (3)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds (5)")
     parser.add_argument("--jsonl", action="store_true", help="also ingest the rows as JSON Lines")
     args = parser.parse_args(argv)
     with database() as dsn:

@@ -169,7 +169,7 @@ async def connect(dsn: str) -> asyncpg.Connection:
 
 
 def config_for(
-    args: StoreArgs, dsn: str, info: TableInfo, metric: str | None = None
+    args: StoreArgs, dsn: str, info: TableInfo, metric: str | None = None, connections: int = 1
 ) -> StoreConfig:
     chosen = metric or info.metric or ("hamming" if info.vector_type == "bit" else "cosine")
     return StoreConfig(
@@ -188,10 +188,11 @@ def config_for(
         text_identifiers=info.text_identifiers,
         auto_create_table=False,
         auto_create_index=False,
-        # One connection to start with (most commands need no more); room for ingest's batches
-        # in flight (--connections, up to 8) and progress sampling beside an index build.
-        pool_min_size=1,
-        pool_max_size=10,
+        # Opened up front: most commands need one; ingest one per batch in flight (opening
+        # one mid-ingest costs a connection and codec set-up in the middle of the timed run).
+        # Room beyond that for progress sampling beside an index build.
+        pool_min_size=connections,
+        pool_max_size=max(10, connections + 2),
     )
 
 
@@ -207,7 +208,7 @@ async def read_table(args: StoreArgs) -> tuple[str, TableInfo | None]:
 
 @contextlib.asynccontextmanager
 async def open_store(
-    args: StoreArgs, *, metric: str | None = None, needs_metric: bool = False
+    args: StoreArgs, *, metric: str | None = None, needs_metric: bool = False, connections: int = 1
 ) -> AsyncIterator[AsyncPGVectorStore]:
     """The existing store ``args`` names, initialized (verified), closed on exit.
 
@@ -222,7 +223,7 @@ async def open_store(
             "right --schema / --table.",
         )
     try:
-        config = config_for(args, dsn, info, metric)
+        config = config_for(args, dsn, info, metric, connections)
     except Exception as exc:
         raise CommandError(str(exc), code=EXIT_USAGE) from None
     if needs_metric and metric is None and info.metric is None:

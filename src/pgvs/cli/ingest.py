@@ -131,7 +131,7 @@ def ingest(
     renames = _renames(fields)
 
     async def go() -> tuple[IngestResult, Input]:
-        async with open_store(store) as opened:
+        async with open_store(store, connections=connections) as opened:
             config = opened.config
             options = Options(
                 dims=config.dimensions,
