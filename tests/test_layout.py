@@ -136,6 +136,7 @@ LAYERS = [
             "pgvs._rows",
             "pgvs._batches",
             "pgvs._copy_sql",
+            "pgvs._stats_sql",
             "pgvs.progress",
             "pgvs.search",
             "pgvs.tuning",
@@ -267,7 +268,7 @@ def test_the_pgvs_command_of_this_environment() -> None:
     assert command.exists(), "pip install -e . creates it"
     shown = subprocess.run([str(command), "--help"], capture_output=True, text=True, check=False)
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.startswith("usage: pgvs")
+    assert shown.stdout.startswith("Usage: pgvs")  # Click's usage line
     module = subprocess.run(
         [sys.executable, "-m", "pgvs", "--version"], capture_output=True, text=True, check=False
     )

@@ -164,8 +164,17 @@ def test_the_installed_pgvs_command_runs(sdist: Path, tmp_path: Path) -> None:
     env = _clean_env(PYTHONPATH=str(target))
     shown = _run([str(command), "--help"], env, tmp_path)
     assert shown.returncode == 0, shown.stderr
-    assert "usage: pgvs" in shown.stdout
+    assert "Usage: pgvs" in shown.stdout
     assert "server" in shown.stdout
+    # Without the cli extra (a `click` that fails to import stands in for it): one line, exit 2.
+    shadow = tmp_path / "no-cli-extra"
+    shadow.mkdir()
+    (shadow / "click.py").write_text("raise ImportError('No module named click')\n")
+    bare = _run([str(command), "--help"], _clean_env(PYTHONPATH=f"{shadow}:{target}"), tmp_path)
+    assert bare.returncode == 2
+    assert (
+        bare.stderr.strip() == "pgvs: the command line needs the cli extra: pip install 'pgvs[cli]'"
+    )
     version = _run([str(command), "--version"], env, tmp_path)
     assert version.returncode == 0, version.stderr
     located = _run(

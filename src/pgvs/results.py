@@ -14,19 +14,25 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, overload
 
 from .errors import ConfigurationError, ValidationError
 
 __all__ = [
+    "IndexInfo",
     "IndexProgress",
     "IndexStatus",
     "IngestProgress",
     "IngestResult",
+    "PoolStats",
+    "QueryStats",
     "Record",
     "SearchExplanation",
     "SearchResult",
+    "StoreStats",
+    "TableActivity",
     "TunePoint",
     "TuneReport",
 ]
@@ -421,3 +427,108 @@ class TuneReport:
         axes.legend(loc="lower right")
         figure.savefig(target)
         return target
+
+
+# -- store.stats() ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """One index of the store's table (vector, metadata GIN, primary key, ...) from the catalog."""
+
+    name: str
+    method: str  # pg_am.amname: hnsw, ivfflat, gin, btree, ...
+    valid: bool  # pg_index.indisvalid: an INVALID index is never used by queries
+    size_bytes: int
+    definition: str
+    opclass: str | None  # of the first key column
+    params: Mapping[str, Any] = field(default_factory=dict)  # reloptions: m, lists, ...
+    primary: bool = False
+    unique: bool = False
+    scans: int | None = None  # pg_stat_user_indexes.idx_scan
+
+    @property
+    def is_vector(self) -> bool:
+        return self.method in ("hnsw", "ivfflat")
+
+
+@dataclass(frozen=True)
+class TableActivity:
+    """``pg_stat_user_tables`` for the table: tuple counts and (auto)vacuum / analyze times.
+
+    The cumulative statistics system reports these with a short delay (at most about a second
+    after a transaction ends), so they may trail the latest writes.
+    """
+
+    live_tuples: int = 0
+    dead_tuples: int = 0
+    last_vacuum: datetime | None = None
+    last_autovacuum: datetime | None = None
+    last_analyze: datetime | None = None
+    last_autoanalyze: datetime | None = None
+    vacuum_count: int = 0
+    autovacuum_count: int = 0
+
+
+@dataclass(frozen=True)
+class QueryStats:
+    """One statement from ``pg_stat_statements`` that names the store's table."""
+
+    query: str
+    calls: int
+    total_ms: float
+    mean_ms: float
+    rows: int
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """The store's asyncpg pool right now (the same numbers a pool monitor would chart).
+
+    ``waiting`` counts callers blocked in ``acquire()`` for a free connection; it is read from
+    asyncpg's queue and is None when that asyncpg version does not expose it.
+    """
+
+    size: int  # open connections
+    min_size: int
+    max_size: int
+    idle: int
+    in_use: int
+    waiting: int | None
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What ``store.stats()`` reports: rows, sizes, indexes, settings, vacuum, queries, pool.
+
+    ``rows_by_domain`` counts the rows of every domain (the 100 largest) for a store without
+    ``domain_id``, and of the store's own domain only for a tenant's store (the table-level figures are catalog data
+    and do not depend on the domain). ``settings`` are the values in force on the store's own
+    connections (``current_setting``), None for one the server does not know;
+    ``memory_bytes`` gives the memory settings in bytes. ``top_queries`` is None when
+    ``pg_stat_statements`` is not available (``top_queries_note`` says why).
+    """
+
+    table: str
+    column_type: str  # e.g. vector(768)
+    rows: int  # exact count (of the store's domain, for a tenant's store)
+    rows_by_domain: Mapping[str, int]  # the largest domains, at most 100
+    domains: int  # how many domains hold rows
+    rows_estimate: int  # pg_class.reltuples (-1: never analyzed)
+    table_bytes: int  # the heap (main fork)
+    toast_bytes: int  # the TOAST table and its index
+    indexes_bytes: int
+    total_bytes: int
+    indexes: tuple[IndexInfo, ...]
+    settings: Mapping[str, str | None]
+    memory_bytes: Mapping[str, int]
+    activity: TableActivity
+    pool: PoolStats
+    pgvector_version: str
+    server_version: str
+    top_queries: tuple[QueryStats, ...] | None = None
+    top_queries_note: str | None = None
+
+    @property
+    def vector_indexes(self) -> tuple[IndexInfo, ...]:
+        return tuple(index for index in self.indexes if index.is_vector)

@@ -83,3 +83,8 @@ class PGVectorStore(SyncStoreBase):
     await_for_index = coroutine_twin(AsyncPGVectorStore.wait_for_index)
     tune = blocking_twin(AsyncPGVectorStore.tune)
     atune = coroutine_twin(AsyncPGVectorStore.tune)
+
+    # -- monitoring --------------------------------------------------------------------------------
+
+    stats = blocking_twin(AsyncPGVectorStore.stats)
+    astats = coroutine_twin(AsyncPGVectorStore.stats)

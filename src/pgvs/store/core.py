@@ -25,6 +25,7 @@ from ..results import (
     Record,
     SearchExplanation,
     SearchResult,
+    StoreStats,
     TuneReport,
 )
 from ._bootstrap import prepare_schema
@@ -33,6 +34,7 @@ from ._index_manager import IndexManager
 from ._ingest import ingest_columns, run_ingest
 from ._reads import Reader
 from ._session import Session, retried_read
+from ._stats import read_stats
 from ._strategies import Strategies
 from ._tuner import TuneProgress, Tuner
 from ._writes import Writer
@@ -612,6 +614,26 @@ class AsyncPGVectorStore:
             progress=progress,
             apply=apply,
         )
+
+    # -- monitoring ----------------------------------------------------------------------------
+
+    @translated
+    async def stats(self, *, top_queries: int = 10) -> StoreStats:
+        """What the store holds and how the server treats it, as a typed
+        :class:`~pgvs.results.StoreStats`.
+
+        Rows per domain (exact counts: every domain's, the 100 largest by name, for a store
+        without ``domain_id``; only its own for a tenant's store), the table's heap, TOAST and
+        index sizes, every index of the table (method, validity, operator class, parameters,
+        size, scans), the settings in force on the store's connections (``hnsw.ef_search``,
+        ``maintenance_work_mem``, ``shared_buffers``, ``jit``, ...), live and dead tuples and
+        the last (auto)vacuum and analyze, the pool (size, idle, in use, callers waiting), the
+        pgvector and server versions, and the ``top_queries`` statements naming the table from
+        ``pg_stat_statements`` by total time (None, with ``top_queries_note`` saying why, when
+        that extension is not installed or not readable; ``0`` skips it). The counts scan the
+        table: a few seconds per ten million rows.
+        """
+        return await read_stats(self._ctx, self._session, top_queries)
 
 
 class VectorStoreFactory:

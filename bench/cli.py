@@ -1,0 +1,216 @@
+"""``pgvs ingest`` (the command, in a subprocess) against ``store.ingest`` (in process).
+
+``python -m bench cli [--rows 20000] [--dim 768] [--repeat 5] [--jsonl]``
+
+The same ``.npy`` file (float32 rows from a fixed seed, no sidecar) goes into identical fresh
+tables (``pgvs init --index none``: uuid ids, the metadata GIN index, no vector index), in
+rotating order round after round; medians are reported.
+
+- ``store_rows_per_s``: ``await store.ingest(np.load(path, mmap_mode="r"), ids=...)`` with the
+  ids the command derives (uuid5 of the row number), in this process: ``IngestResult``'s rows/s.
+- ``cli_rows_per_s``: the rows/s ``pgvs ingest PATH --json`` reports for its ingest (the same
+  ``IngestResult`` figure); ``ratio`` = cli / store, the target being >= 0.9.
+- ``store_cold_rows_per_s``: the same ``store.ingest`` call in a new interpreter per run, as the
+  command's ingest runs (first calls, fresh caches); ``ratio_cold`` = cli / that.
+- ``cli_wall_rows_per_s``: rows over the command's whole wall-clock time, process start,
+  imports, reading the table's configuration and connecting included; ``wall_ratio`` = that /
+  store. ``startup_s`` is the median of ``pgvs --version`` (interpreter and imports alone).
+- ``--jsonl`` adds ``cli_jsonl_rows_per_s``: the same rows as JSON Lines (parsing every float).
+
+Uses ``DATABASE_URL`` when set, else a throwaway embedded server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pgvs import AsyncPGVectorStore
+from pgvs.cli._readers import PositionIds, _position_id
+
+from ._util import database, emit, progress
+
+PGVS = Path(sys.executable).parent / "pgvs"
+
+
+async def _fresh(dsn: str, dim: int) -> str:
+    table = f"bench_cli_{uuid.uuid4().hex[:10]}"
+    config = {
+        "dimensions": dim,
+        "table_name": table,
+        "index_type": "none",
+        "connection_string": dsn,
+    }
+    async with AsyncPGVectorStore(config):
+        pass
+    return table
+
+
+async def _drop(dsn: str, table: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def store_case(dsn: str, table: str, path: Path, dim: int) -> float:
+    array = np.load(path, mmap_mode="r")
+    config = {
+        "dimensions": dim,
+        "table_name": table,
+        "index_type": "none",
+        "connection_string": dsn,
+    }
+    async with AsyncPGVectorStore(config) as store:
+        ids = PositionIds(len(array), _position_id("uuid", 0))
+        result = await store.ingest(array, ids=ids)
+    return result.rows_per_second
+
+
+def cli_case(dsn: str, table: str, path: Path) -> tuple[float, float]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(PGVS), "ingest", str(path), "--dsn", dsn, "--table", table, "--json", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    report: dict[str, Any] = json.loads(done.stdout)
+    return float(report["rows_per_second"]), report["rows_read"] / wall
+
+
+_COLD_SCRIPT = """
+import asyncio, json, sys
+import numpy as np
+from pgvs import AsyncPGVectorStore
+from pgvs.cli._readers import PositionIds, _position_id
+
+async def main(dsn, table, path, dim):
+    array = np.load(path, mmap_mode="r")
+    config = {"dimensions": int(dim), "table_name": table, "index_type": "none",
+              "connection_string": dsn}
+    async with AsyncPGVectorStore(config) as store:
+        result = await store.ingest(array, ids=PositionIds(len(array), _position_id("uuid", 0)))
+    print(json.dumps(result.rows_per_second))
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def cold_case(dsn: str, table: str, path: Path, dim: int) -> float:
+    """``store.ingest`` in a new interpreter: what the command's own ingest starts from."""
+    done = subprocess.run(
+        [sys.executable, "-c", _COLD_SCRIPT, dsn, table, str(path), str(dim)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    return float(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def startup_seconds() -> float:
+    samples = []
+    for _ in range(5):
+        started = time.perf_counter()
+        subprocess.run([str(PGVS), "--version"], capture_output=True, check=True)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(args.rows, args.dim)).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="pgvs-bench-cli-") as folder:
+        npy = Path(folder) / "vectors.npy"
+        np.save(npy, vectors)
+        jsonl = Path(folder) / "rows.jsonl"
+        if args.jsonl:
+            with jsonl.open("w") as out:
+                for row in vectors:
+                    out.write(json.dumps({"embedding": row.tolist()}) + "\n")
+        cases = ["store", "cold", "cli"] + (["jsonl"] if args.jsonl else [])
+        samples: dict[str, list[float]] = {name: [] for name in [*cases, "wall"]}
+        for round_ in range(args.repeat):
+            order = cases[round_ % len(cases) :] + cases[: round_ % len(cases)]
+            for name in order:
+                table = asyncio.run(_fresh(dsn, args.dim))
+                try:
+                    if name == "store":
+                        samples["store"].append(asyncio.run(store_case(dsn, table, npy, args.dim)))
+                    elif name == "cold":
+                        samples["cold"].append(cold_case(dsn, table, npy, args.dim))
+                    elif name == "cli":
+                        rate, wall = cli_case(dsn, table, npy)
+                        samples["cli"].append(rate)
+                        samples["wall"].append(wall)
+                    else:
+                        samples["jsonl"].append(cli_case(dsn, table, jsonl)[0])
+                finally:
+                    asyncio.run(_drop(dsn, table))
+            progress(
+                f"round {round_ + 1}: "
+                + ", ".join(
+                    f"{name} {values[-1]:,.0f}" for name, values in samples.items() if values
+                )
+            )
+    store = statistics.median(samples["store"])
+    cold = statistics.median(samples["cold"])
+    cli = statistics.median(samples["cli"])
+    wall = statistics.median(samples["wall"])
+    result: dict[str, Any] = {
+        "benchmark": "cli",
+        "rows": args.rows,
+        "dim": args.dim,
+        "repeat": args.repeat,
+        "store_rows_per_s": round(store),
+        "cli_rows_per_s": round(cli),
+        "ratio": round(cli / store, 3),
+        "store_cold_rows_per_s": round(cold),
+        "ratio_cold": round(cli / cold, 3),
+        "cli_wall_rows_per_s": round(wall),
+        "wall_ratio": round(wall / store, 3),
+        "startup_s": round(startup_seconds(), 3),
+        "samples": {name: [round(v) for v in values] for name, values in samples.items()},
+        "python": platform.python_version(),
+    }
+    if args.jsonl:
+        result["cli_jsonl_rows_per_s"] = round(statistics.median(samples["jsonl"]))
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench cli", description=__doc__)
+    parser.add_argument("--rows", type=int, default=20000, help="rows per ingest (20000)")
+    parser.add_argument("--dim", type=int, default=768, help="vector dimensions (768)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds (5)")
+    parser.add_argument("--jsonl", action="store_true", help="also ingest the rows as JSON Lines")
+    args = parser.parse_args(argv)
+    with database() as dsn:
+        result = measure(dsn, args)
+    emit(result)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))
