@@ -10,7 +10,13 @@ import asyncpg
 import numpy as np
 import pytest
 
-from pgvs import AsyncPGVectorStore, ConfigurationError, ConnectionLostError, ValidationError
+from pgvs import (
+    AsyncPGVectorStore,
+    ConfigurationError,
+    ConnectionLostError,
+    PoolTimeoutError,
+    ValidationError,
+)
 
 
 async def test_cancelling_a_filtered_search_cancels_it_on_the_server(
@@ -201,3 +207,30 @@ async def test_writes_are_not_retried(
         with pytest.raises(ConnectionLostError):
             await store.add_vectors([[1, 0, 0]])
         assert await store.count() == 0  # the read after it: a fresh connection
+
+
+async def test_an_exhausted_pool_times_out_with_a_typed_error(pg_dsn: str, table_name: str) -> None:
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn,
+        dimensions=3,
+        table_name=table_name,
+        pool_min_size=1,
+        pool_max_size=1,
+        acquire_timeout=0.2,
+    ) as store:
+        await store.add_vectors([[1, 0, 0]], metadata=[{"a": 1}])
+        held = await store.pool.acquire()  # the only connection, held elsewhere
+        try:
+            with pytest.raises(PoolTimeoutError, match="no pooled connection came free") as caught:
+                await store.count()
+            assert isinstance(caught.value, TimeoutError)
+            with pytest.raises(PoolTimeoutError):
+                await store.search([1, 0, 0], filter={"a": 1})  # the SET LOCAL path
+            with pytest.raises(PoolTimeoutError):
+                await store.add_vectors([[0, 1, 0]])
+        finally:
+            await store.pool.release(held)
+        assert await store.count() == 1  # nothing leaked: the one connection serves again
+        assert store.pool.get_size() == 1
+    with pytest.raises(ConfigurationError, match="acquire_timeout must be a positive number"):
+        AsyncPGVectorStore(dimensions=3, acquire_timeout=0)

@@ -812,16 +812,16 @@ async def test_plain_search_is_one_statement_without_a_transaction(
     vectors = _vectors(50)
     await manual.add_vectors(vectors)
     calls: list[str] = []
-    original = manual.pool.fetch
+    original = asyncpg.Connection.fetch
 
-    async def counting_fetch(self: asyncpg.Pool, sql: str, *args: Any, **kwargs: Any) -> Any:
+    async def counting_fetch(self: asyncpg.Connection, sql: str, *args: Any, **kwargs: Any) -> Any:
         calls.append(sql)
-        return await original(sql, *args, **kwargs)
+        return await original(self, sql, *args, **kwargs)
 
     async def no_transaction(*args: Any) -> Any:
         raise AssertionError("the plain path opened a transaction")
 
-    monkeypatch.setattr(asyncpg.Pool, "fetch", counting_fetch)
+    monkeypatch.setattr(asyncpg.Connection, "fetch", counting_fetch)
     monkeypatch.setattr(manual._session, "fetch_with_settings", no_transaction)
     await manual.search(vectors[0], k=10)
     await manual.search(vectors[0], k=10, include_metadata=False)

@@ -306,13 +306,13 @@ async def test_hybrid_is_one_statement(
     text_store: AsyncPGVectorStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     statements: list[str] = []
-    original = asyncpg.Pool.fetch
+    original = asyncpg.Connection.fetch
 
-    async def counting(self: asyncpg.Pool, sql: str, *args: Any, **kwargs: Any) -> Any:
+    async def counting(self: asyncpg.Connection, sql: str, *args: Any, **kwargs: Any) -> Any:
         statements.append(sql)
         return await original(self, sql, *args, **kwargs)
 
-    monkeypatch.setattr(asyncpg.Pool, "fetch", counting)
+    monkeypatch.setattr(asyncpg.Connection, "fetch", counting)
     hits = await text_store.hybrid_search(_vectors(1)[0], "mean", k=3)
     assert len(hits) == 3
     assert len(statements) == 1

@@ -136,6 +136,7 @@ class StoreConfig:
     pool_min_size: int = 2
     pool_max_size: int = 10
     command_timeout: float | None = 60.0
+    acquire_timeout: float | None = 30.0
     auto_create_table: bool = True
     id_type: IdType = "uuid"
     columns: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
@@ -196,16 +197,17 @@ class StoreConfig:
                 f"pool sizes must satisfy 0 <= pool_min_size <= pool_max_size >= 1, got "
                 f"{self.pool_min_size} and {self.pool_max_size}"
             )
-        if self.command_timeout is not None and (
-            isinstance(self.command_timeout, bool)
-            or not isinstance(self.command_timeout, int | float)
-            or not math.isfinite(self.command_timeout)
-            or self.command_timeout <= 0
-        ):
-            raise ConfigurationError(
-                f"command_timeout must be a positive number of seconds or None, "
-                f"got {self.command_timeout!r}"
-            )
+        for key in ("command_timeout", "acquire_timeout"):
+            value = getattr(self, key)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigurationError(
+                    f"{key} must be a positive number of seconds or None, got {value!r}"
+                )
         self._check_text_search()
         self._check_normalize()
         self._check_reduction()

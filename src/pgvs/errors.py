@@ -10,6 +10,7 @@
     └── DatabaseError                                 anything the server or the connection said
         ├── ConnectionLostError   (also ConnectionError)  connection refused, dropped, server crashed
         ├── QueryTimeoutError     (also TimeoutError)     command_timeout or statement_timeout hit
+        ├── PoolTimeoutError      (also TimeoutError)     no pooled connection free in acquire_timeout
         ├── QueryCanceledError                            the query was cancelled on the server
         ├── ExtensionMissingError                         pgvector is not installed in the database
         ├── SchemaMismatchError                           an existing table does not fit the config
@@ -38,6 +39,7 @@ __all__ = [
     "IngestError",
     "PGVSError",
     "PermissionDeniedError",
+    "PoolTimeoutError",
     "QueryCanceledError",
     "QueryTimeoutError",
     "SchemaMismatchError",
@@ -103,6 +105,10 @@ class ConnectionLostError(DatabaseError, ConnectionError):
 
 class QueryTimeoutError(DatabaseError, TimeoutError):
     """The operation ran past its timeout."""
+
+
+class PoolTimeoutError(DatabaseError, TimeoutError):
+    """No pooled connection came free within ``acquire_timeout``."""
 
 
 class QueryCanceledError(DatabaseError):

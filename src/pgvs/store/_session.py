@@ -15,13 +15,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
 from ..codecs import register_vector
 from ..config import StoreConfig
 from ..errors import (
     DSN_HINT,
     ConfigurationError,
+    PoolTimeoutError,
     StoreClosedError,
     connection_lost,
     redact_dsn,
@@ -29,7 +30,7 @@ from ..errors import (
 from ..indexes import DEFAULT_EF_SEARCH
 from ..planning import set_local_sql
 
-__all__ = ["Session", "logger", "retried_read"]
+__all__ = ["Session", "TimedPool", "logger", "retried_read"]
 
 logger = logging.getLogger("pgvs")
 
@@ -108,6 +109,70 @@ async def resolve_dsn(config: StoreConfig) -> str:
         ) from exc
 
 
+class _Acquire:
+    """``pool.acquire()`` with the store's ``acquire_timeout``; running out of it is a
+    PoolTimeoutError (never an unbounded wait on an exhausted pool)."""
+
+    __slots__ = ("_context", "_timeout")
+
+    def __init__(self, raw: asyncpg.Pool, timeout: float | None) -> None:
+        self._context = raw.acquire(timeout=timeout)
+        self._timeout = timeout
+
+    async def __aenter__(self) -> PoolConnectionProxy:
+        try:
+            connection: PoolConnectionProxy = await self._context.__aenter__()
+        except asyncio.TimeoutError as exc:
+            raise PoolTimeoutError(
+                f"no pooled connection came free within {self._timeout:g} s",
+                hint="Raise pool_max_size or acquire_timeout, or look for connections held "
+                "elsewhere (store.stats() shows the pool).",
+            ) from exc
+        return connection
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._context.__aexit__(*exc_info)
+
+
+class TimedPool:
+    """The store's view of its asyncpg pool: the same calls, each acquiring within
+    ``acquire_timeout``. (asyncpg's own ``Pool.fetch`` and friends acquire without a timeout.)"""
+
+    __slots__ = ("raw", "timeout")
+
+    def __init__(self, raw: asyncpg.Pool, timeout: float | None) -> None:
+        self.raw = raw
+        self.timeout = timeout
+
+    def acquire(self) -> _Acquire | PoolAcquireContext:
+        raw = self.raw
+        if self.timeout is None or raw.get_idle_size() or raw.get_size() < raw.get_max_size():
+            # A free connection (or room for a new one, whose connect has its own timeout):
+            # nothing to wait for, so no timer. asyncpg runs a timed acquire as a task of its
+            # own, which would cost every search ~20 µs for nothing.
+            return raw.acquire()
+        return _Acquire(raw, self.timeout)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.acquire() as connection:
+            rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+            return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.acquire() as connection:
+            row: asyncpg.Record | None = await connection.fetchrow(query, *args)
+            return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as connection:
+            return await connection.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as connection:
+            status: str = await connection.execute(query, *args)
+            return status
+
+
 class Session:
     """The pool and dedicated connections of one store."""
 
@@ -119,6 +184,7 @@ class Session:
         # hnsw.ef_search in those settings (a search yielding no more rows needs no SET LOCAL).
         self.base_ef = DEFAULT_EF_SEARCH
         self._pool: asyncpg.Pool | None = None
+        self._timed: TimedPool | None = None
         self._cancellations: set[asyncio.Task[None]] = set()  # see abandon()
 
     @property
@@ -126,12 +192,18 @@ class Session:
         return self._pool is not None
 
     @property
-    def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
+    def pool(self) -> TimedPool:
+        """The pool as the store's parts use it (acquire_timeout on every call)."""
+        if self._timed is None:
             raise StoreClosedError(
                 "the store is not initialized", hint="Call `await store.initialize()` first."
             )
-        return self._pool
+        return self._timed
+
+    @property
+    def raw_pool(self) -> asyncpg.Pool:
+        """The asyncpg pool itself (``store.pool``: for the user's own queries)."""
+        return self.pool.raw
 
     async def bootstrap_connection(self) -> asyncpg.Connection:
         """A plain connection for the schema set-up, before the pool exists."""
@@ -157,6 +229,7 @@ class Session:
             reset=_keep_session,
             server_settings=self.settings or None,
         )
+        self._timed = TimedPool(self._pool, self.config.acquire_timeout)
 
     async def _init_connection(self, connection: asyncpg.Connection) -> None:
         # bit=True: the store reads and writes pgvs.Bit (plain register_vector leaves bit alone).
@@ -196,7 +269,7 @@ class Session:
     async def close(self) -> None:
         if self._cancellations:
             await asyncio.gather(*self._cancellations, return_exceptions=True)
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._timed = self._pool, None, None
         if pool is not None:
             await pool.close()
 

@@ -51,7 +51,7 @@ async def read_stats(ctx: StoreContext, session: Session, top_queries: int) -> S
     """AsyncPGVectorStore.stats."""
     config = ctx.config
     table = ctx.sql.table_text
-    pool = pool_stats(session.pool)
+    pool = pool_stats(session.raw_pool)
     async with session.pool.acquire() as connection:
         relation = await connection.fetchrow(q.RELATION_QUERY, table, config.column("embedding"))
         if relation is None:

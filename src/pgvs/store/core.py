@@ -82,7 +82,7 @@ class AsyncPGVectorStore:
     @property
     def pool(self) -> asyncpg.Pool:
         """The asyncpg pool (codecs registered), for queries of your own."""
-        return self._session.pool
+        return self._session.raw_pool
 
     # -- lifecycle -----------------------------------------------------------------------------
 
