@@ -134,22 +134,30 @@ class _Acquire:
         await self._context.__aexit__(*exc_info)
 
 
+class _AlwaysEmpty:
+    def empty(self) -> bool:
+        return True
+
+
 class TimedPool:
     """The store's view of its asyncpg pool: the same calls, each acquiring within
     ``acquire_timeout``. (asyncpg's own ``Pool.fetch`` and friends acquire without a timeout.)"""
 
-    __slots__ = ("raw", "timeout")
+    __slots__ = ("_queue", "raw", "timeout")
 
     def __init__(self, raw: asyncpg.Pool, timeout: float | None) -> None:
         self.raw = raw
         self.timeout = timeout
+        # asyncpg's queue of free connection slots (private: without it, always timed). An
+        # O(1) look, where the pool's public counters walk every connection.
+        self._queue: Any = getattr(raw, "_queue", None) or _AlwaysEmpty()
 
     def acquire(self) -> _Acquire | PoolAcquireContext:
         raw = self.raw
-        if self.timeout is None or raw.get_idle_size() or raw.get_size() < raw.get_max_size():
-            # A free connection (or room for a new one, whose connect has its own timeout):
-            # nothing to wait for, so no timer. asyncpg runs a timed acquire as a task of its
-            # own, which would cost every search ~20 µs for nothing.
+        if self.timeout is None or not self._queue.empty():
+            # A free connection slot (an idle connection, or room for a new one, whose connect
+            # has its own timeout): nothing to wait for, so no timer. asyncpg runs a timed
+            # acquire as a task of its own, which would cost every search ~20 µs for nothing.
             return raw.acquire()
         return _Acquire(raw, self.timeout)
 
