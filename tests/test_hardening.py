@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from pgvs import (
     ConfigurationError,
     ConnectionLostError,
     PoolTimeoutError,
+    StoreClosedError,
     ValidationError,
 )
 
@@ -234,3 +236,37 @@ async def test_an_exhausted_pool_times_out_with_a_typed_error(pg_dsn: str, table
         assert store.pool.get_size() == 1
     with pytest.raises(ConfigurationError, match="acquire_timeout must be a positive number"):
         AsyncPGVectorStore(dimensions=3, acquire_timeout=0)
+
+
+def test_a_store_refuses_use_after_fork_and_the_parent_keeps_working(
+    pg_dsn: str, table_name: str
+) -> None:
+    """A forked child shares the parent's sockets: every use there is a StoreClosedError (never
+    a protocol error that reaches the parent's connections), and closing touches nothing."""
+    loop = asyncio.new_event_loop()
+    store = AsyncPGVectorStore(connection_string=pg_dsn, dimensions=3, table_name=table_name)
+    try:
+        loop.run_until_complete(store.initialize())
+        loop.run_until_complete(store.add_vectors([[1, 0, 0]]))
+        child = os.fork()
+        if child == 0:  # the child: report through the exit code only
+            code = 1
+            try:
+                asyncio.run(store.count())
+            except StoreClosedError as exc:
+                code = 0 if "after fork()" in str(exc) else 2
+            except BaseException:
+                code = 3
+            try:
+                asyncio.run(store.close())
+            except BaseException:
+                code = code or 4
+            os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert loop.run_until_complete(store.count()) == 1  # the parent's pool is intact
+        hits = loop.run_until_complete(store.search([1, 0, 0], k=1))
+        assert len(hits) == 1
+    finally:
+        loop.run_until_complete(store.close())
+        loop.close()

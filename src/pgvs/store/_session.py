@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -134,6 +135,18 @@ class _Acquire:
         await self._context.__aexit__(*exc_info)
 
 
+# Forks seen by this process: a store whose pool was opened before a fork() holds sockets the
+# parent shares, so in the child it must refuse every use and close nothing (see Session.pool).
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
 class _AlwaysEmpty:
     def empty(self) -> bool:
         return True
@@ -199,6 +212,7 @@ class Session:
         self.base_ef = DEFAULT_EF_SEARCH
         self._pool: asyncpg.Pool | None = None
         self._timed: TimedPool | None = None
+        self._generation, self._opened_in = _forks[0], os.getpid()
         self._cancellations: set[asyncio.Task[None]] = set()  # see abandon()
 
     @property
@@ -208,7 +222,13 @@ class Session:
     @property
     def pool(self) -> TimedPool:
         """The pool as the store's parts use it (acquire_timeout on every call)."""
-        if self._timed is None:
+        if self._timed is None or self._generation != _forks[0]:
+            if self._timed is not None:
+                raise StoreClosedError(
+                    f"this store was opened in process {self._opened_in} and cannot be used "
+                    "after fork(): its connections belong to that process",
+                    hint="Open a new store in the child process.",
+                )
             raise StoreClosedError(
                 "the store is not initialized", hint="Call `await store.initialize()` first."
             )
@@ -244,6 +264,7 @@ class Session:
             server_settings=self.settings or None,
         )
         self._timed = TimedPool(self._pool, self.config.acquire_timeout)
+        self._generation, self._opened_in = _forks[0], os.getpid()
 
     async def _init_connection(self, connection: asyncpg.Connection) -> None:
         # bit=True: the store reads and writes pgvs.Bit (plain register_vector leaves bit alone).
@@ -281,6 +302,11 @@ class Session:
             await self._pool.expire_connections()
 
     async def close(self) -> None:
+        if self._generation != _forks[0]:
+            # A child after fork(): the sockets are the parent's. Forget them, touch nothing.
+            self._pool = self._timed = None
+            self._cancellations.clear()
+            return
         if self._cancellations:
             await asyncio.gather(*self._cancellations, return_exceptions=True)
         pool, self._pool, self._timed = self._pool, None, None
