@@ -263,6 +263,17 @@ class IndexSpec:
         )
 
 
+def _reduced(
+    sql: str, vector_type: str, dimensions: int, prefix: int | None, projection: str | None
+) -> tuple[str, str, int]:
+    """(expression, type, dimensions) of a vector after a two-stage reduction, if any."""
+    if prefix is None:
+        return sql, vector_type, dimensions
+    if projection is not None:
+        return f"{projection}({sql})", "vector", int(prefix)
+    return f"subvector({sql}, 1, {int(prefix)})", vector_type, int(prefix)
+
+
 def index_expression(
     column_sql: str,
     vector_type: str,
@@ -279,19 +290,12 @@ def index_expression(
     to that many dimensions (a ``vector``). The query side is :func:`query_expression` of the
     same arguments.
     """
-    if prefix is not None:
-        if projection is not None:
-            column_sql, vector_type = f"{projection}({column_sql})", "vector"
-        else:
-            column_sql = f"subvector({column_sql}, 1, {int(prefix)})"
-        dimensions = int(prefix)
-        if quant == "none":
-            return f"({column_sql}::{vector_type}({dimensions}))"
+    sql, kind, dims = _reduced(column_sql, vector_type, dimensions, prefix, projection)
     if quant == "halfvec":
-        return f"({column_sql}::halfvec({dimensions}))"
+        return f"({sql}::halfvec({dims}))"
     if quant == "binary":
-        return f"(binary_quantize({column_sql})::bit({dimensions}))"
-    return column_sql
+        return f"(binary_quantize({sql})::bit({dims}))"
+    return f"({sql}::{kind}({dims}))" if prefix is not None else sql
 
 
 def query_expression(
@@ -303,19 +307,12 @@ def query_expression(
     projection: str | None = None,
 ) -> str:
     """The query vector shaped like :func:`index_expression`'s indexed value."""
-    if prefix is not None:
-        if projection is not None:
-            query_sql, vector_type = f"{projection}({query_sql})", "vector"
-        else:
-            query_sql = f"subvector({query_sql}, 1, {int(prefix)})"
-        dimensions = int(prefix)
-        if quant == "none":
-            return f"({query_sql})::{vector_type}({dimensions})"
+    sql, kind, dims = _reduced(query_sql, vector_type, dimensions, prefix, projection)
     if quant == "halfvec":
-        return f"({query_sql})::halfvec({dimensions})"
+        return f"({sql})::halfvec({dims})"
     if quant == "binary":
-        return f"binary_quantize({query_sql})"
-    return query_sql
+        return f"binary_quantize({sql})"
+    return f"({sql})::{kind}({dims})" if prefix is not None else sql
 
 
 def build_settings(

@@ -14,6 +14,7 @@ import asyncpg
 from .. import indexes as ix
 from .._schema_check import schema_problems
 from .._sql import quote_ident
+from ..codecs import vector_extension_schema
 from ..errors import ConfigurationError, ExtensionMissingError, SchemaMismatchError
 from ._context import StoreContext
 from ._index_manager import IndexManager
@@ -33,10 +34,6 @@ _TS_CONFIG_EXISTS = (
 _HAS_COLUMN = (
     "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) "
     "AND attname = $2 AND attnum > 0 AND NOT attisdropped)"
-)
-_EXTENSION_SCHEMA = (
-    "SELECT n.nspname FROM pg_extension e "
-    "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
 )
 
 
@@ -59,7 +56,7 @@ async def prepare_schema(
                 hint="SELECT cfgname FROM pg_ts_config lists them ('english', 'simple', ...).",
             )
         await connection.execute(_LOCK, _EXTENSION_LOCK)
-        extension_schema = await connection.fetchval(_EXTENSION_SCHEMA)
+        extension_schema = await vector_extension_schema(connection)
         if extension_schema is None:
             extension_schema = await _create_extension(connection)
         version = await connection.fetchval(
@@ -92,7 +89,7 @@ async def prepare_schema(
         if config.pca:
             await ensure_projection(ctx, connection)
         index_due = await indexes.initial_index(connection)
-    return cast(str, extension_schema), index_due
+    return extension_schema, index_due
 
 
 def _schema_and_name(qualified: str) -> tuple[str | None, str]:
@@ -132,7 +129,7 @@ async def _create_extension(connection: asyncpg.Connection) -> str:
             hint="Install pgvector on the server (https://github.com/pgvector/pgvector), "
             "then run `CREATE EXTENSION vector;`.",
         ) from exc
-    return cast(str, await connection.fetchval(_EXTENSION_SCHEMA))
+    return cast(str, await vector_extension_schema(connection))
 
 
 async def _verify_table(connection: asyncpg.Connection, ctx: StoreContext) -> None:
