@@ -4,8 +4,8 @@
     python scripts/generate_sync.py           # rewrite src/pgvs/sync.py
     python scripts/generate_sync.py --check   # exit 1 when the file is stale (tests run this)
 
-Every public ``async def`` of ``AsyncPGVectorStore`` (src/pgvs/store/core.py, read as source, in
-source order, under its section comments) gets a sync twin and an ``a``-twin, unless
+Every public ``async def`` of ``AsyncPGVectorStore`` (src/pgvs/store/core.py, then the base classes it
+imports from sibling modules, read as source, in source order, under their section comments) gets a sync twin and an ``a``-twin, unless
 ``SyncStoreBase`` (src/pgvs/_sync_base.py) writes that name itself (``close``: it also stops the
 loop thread). The twins are built by ``blocking_twin`` / ``coroutine_twin``, which carry the
 core's signature and docstring, so a method is never written twice; the generated names give
@@ -73,13 +73,33 @@ def _sections(path: Path) -> dict[int, str]:
     return titles
 
 
-def public_coroutines() -> list[tuple[str, int]]:
-    """(name, line) of every public coroutine of the async store, in source order."""
-    return [
-        (node.name, node.lineno)
-        for node in _class(CORE, CLASS).body
-        if isinstance(node, ast.AsyncFunctionDef) and not node.name.startswith("_")
-    ]
+def _parts() -> list[tuple[Path, ast.ClassDef]]:
+    """The async store's class, then each base class it imports from a sibling module."""
+    tree = ast.parse(CORE.read_text(encoding="utf-8"))
+    store = _class(CORE, CLASS)
+    sibling = {
+        alias.asname or alias.name: CORE.with_name(f"{node.module}.py")
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+        for alias in node.names
+    }
+    parts = [(CORE, store)]
+    for base in store.bases:
+        if isinstance(base, ast.Name) and base.id in sibling:
+            parts.append((sibling[base.id], _class(sibling[base.id], base.id)))
+    return parts
+
+
+def public_coroutines() -> list[tuple[str, str]]:
+    """(name, section title) of every public coroutine of the async store, in source order."""
+    found = []
+    for path, cls in _parts():
+        sections = sorted(_sections(path).items())
+        for node in cls.body:
+            if isinstance(node, ast.AsyncFunctionDef) and not node.name.startswith("_"):
+                title = next((t for n, t in reversed(sections) if n < node.lineno), "")
+                found.append((node.name, title))
+    return found
 
 
 def hand_written() -> set[str]:
@@ -92,15 +112,13 @@ def hand_written() -> set[str]:
 
 
 def generate() -> str:
-    sections = sorted(_sections(CORE).items())
     skip = hand_written()
     lines = [HEADER]
     current = None
-    for name, line in public_coroutines():
+    for name, title in public_coroutines():
         if name in skip:
             continue
-        title = next((t for number, t in reversed(sections) if number < line), None)
-        if title != current and title is not None:
+        if title != current and title:
             lines.append(f"\n    # -- {title} " + "-" * (90 - len(title)) + "\n\n")
             current = title
         relay = ", relay_async_iterables=True" if name in RELAY_ASYNC_ITERABLES else ""
