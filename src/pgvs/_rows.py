@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from .config import StoreConfig
 from .errors import ValidationError
+from .types._native import float32_rows
 
 __all__ = [
     "PreparedRows",
@@ -123,6 +124,14 @@ def vectors_to_matrix(
     else:
         if isinstance(vectors, str | bytes) or not isinstance(vectors, Sequence):
             raise ValidationError("vectors must be a 2-D numpy array or a list of vectors")
+        # Lists of float lists (JSON's and LangChain's type) in one native pass; anything it
+        # cannot vouch for goes the checked way below, which names the row.
+        packed = float32_rows(vectors, dimensions) if float32_rows is not None else None
+        if packed is not None:
+            matrix = np.frombuffer(packed, dtype=np.float32).reshape(len(vectors), dimensions)
+            # Beyond halfvec's range: the checked path below names the element.
+            if not half or np.abs(matrix).max(initial=0.0) <= _HALF_MAX:
+                return matrix
         rows = [_one_vector(item, row, fail) for row, item in enumerate(vectors)]
         if not rows:
             return np.empty((0, dimensions), dtype=np.float32)
@@ -205,8 +214,15 @@ def _one_vector(item: Any, row: int, fail: Any) -> npt.NDArray[Any]:
     for col, value in enumerate(item):
         if isinstance(value, bool) or not isinstance(value, int | float | np.number):
             raise fail(row, f"element {col} is {type(value).__name__}, not a number")
-    return np.asarray(item, dtype=np.float64)
+    try:
+        return np.asarray(item, dtype=np.float64)
+    except OverflowError:
+        col = next(c for c, v in enumerate(item) if isinstance(v, int) and abs(v) > _DOUBLE_MAX)
+        bits = abs(item[col]).bit_length()
+        raise fail(row, f"element {col} (an integer of {bits} bits) overflows float32") from None
 
+
+_DOUBLE_MAX = 1.7976931348623157e308
 
 _VECTOR_HEADER = struct.Struct(">HH")
 

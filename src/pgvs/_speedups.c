@@ -8,6 +8,11 @@
  * elements, rounded through float32 as the server's text input does, refusing values that
  * round beyond ±65504).
  *
+ * float32_rows(rows, dim) turns an exact list or tuple of exact lists/tuples of exact floats and ints
+ * (a list of vectors, as JSON and LangChain hand them over) into one native-order float32 matrix
+ * buffer of len(rows) * dim elements, in one pass and without a Python object per element: the
+ * bulk write path's conversion, which numpy does about four times slower for nested lists.
+ *
  * Which values reach it is the callers' decision (pgvs.types passes exact numpy arrays,
  * array.array and exact lists/tuples): the function itself would also take a memoryview or a
  * ctypes array, which the public API treats differently (a memoryview is wire bytes there).
@@ -310,6 +315,106 @@ dense_halfvec_wire(PyObject *module, PyObject *values)
     return dense_wire(values, F16_WIDTH);
 }
 
+/* One row of float32_rows: `dim` exact floats/ints of `items` as native float32 into `out`;
+ * 0 when every one was stored and finite, 1 when the row is not for this path. */
+static int
+row_to_f32(PyObject *const *items, Py_ssize_t dim, float *out)
+{
+    uint32_t refused = 0;
+    for (Py_ssize_t i = 0; i < dim; i++) {
+        PyObject *item = items[i];
+        double value;
+        if (PyFloat_CheckExact(item)) {
+            value = PyFloat_AS_DOUBLE(item);
+        }
+        else if (PyLong_CheckExact(item)) {
+            value = PyLong_AsDouble(item);
+            if (value == -1.0 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return 1;
+            }
+        }
+        else {
+            return 1;
+        }
+        float narrowed = (float)value;
+        uint32_t bits;
+        memcpy(&bits, &narrowed, 4);
+        refused |= (bits & F32_EXPONENT_MASK) == F32_EXPONENT_MASK;
+        out[i] = narrowed;
+    }
+    return (int)refused;
+}
+
+static PyObject *
+float32_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "float32_rows(rows, dim) takes two arguments");
+        return NULL;
+    }
+    PyObject *rows = args[0];
+    Py_ssize_t dim = PyLong_AsSsize_t(args[1]);
+    if (dim == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!(PyList_CheckExact(rows) || PyTuple_CheckExact(rows)) || dim < 1 || dim > MAX_DIM) {
+        Py_RETURN_NONE;
+    }
+    PyObject *result = NULL;
+#ifdef Py_GIL_DISABLED
+    Py_BEGIN_CRITICAL_SECTION(rows);
+#endif
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(rows);
+    PyObject *const *row_items = PySequence_Fast_ITEMS(rows);
+    PyObject *buffer = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)sizeof(float) * dim * count);
+    if (buffer != NULL) {
+        float *out = (float *)PyByteArray_AS_STRING(buffer);
+        int refused = 0;
+        for (Py_ssize_t r = 0; r < count && !refused; r++) {
+            PyObject *row = row_items[r];
+            /* Elements of a nested list are read without calling Python code, so no row can
+             * change under this loop while it holds the GIL (or the row's critical section). */
+            if (PyList_CheckExact(row)) {
+#ifdef Py_GIL_DISABLED
+                Py_BEGIN_CRITICAL_SECTION(row);
+#endif
+                refused = PyList_GET_SIZE(row) != dim ||
+                          row_to_f32(PySequence_Fast_ITEMS(row), dim, out + r * dim);
+#ifdef Py_GIL_DISABLED
+                Py_END_CRITICAL_SECTION();
+#endif
+            }
+            else if (PyTuple_CheckExact(row)) {
+                refused = PyTuple_GET_SIZE(row) != dim ||
+                          row_to_f32(PySequence_Fast_ITEMS(row), dim, out + r * dim);
+            }
+            else {
+                refused = 1;
+            }
+        }
+        if (refused) {
+            Py_DECREF(buffer);
+            Py_INCREF(Py_None);
+            result = Py_None;
+        }
+        else {
+            result = buffer;
+        }
+    }
+#ifdef Py_GIL_DISABLED
+    Py_END_CRITICAL_SECTION();
+#endif
+    return result;
+}
+
+PyDoc_STRVAR(float32_rows_doc,
+             "float32_rows(rows, dim, /)\n--\n\n"
+             "A bytearray of len(rows) * dim native float32 values from an exact list/tuple\n"
+             "of exact lists/tuples of exact floats and ints, each of length dim and finite in\n"
+             "float32; None for anything else (the caller's general path decides).");
+
 PyDoc_STRVAR(dense_vector_wire_doc,
              "dense_vector_wire(values, /)\n--\n\n"
              "pgvector `vector` wire bytes of a 1-D contiguous float32/float64 buffer, or of\n"
@@ -325,6 +430,7 @@ PyDoc_STRVAR(dense_halfvec_wire_doc,
 static PyMethodDef speedups_methods[] = {
     {"dense_vector_wire", dense_vector_wire, METH_O, dense_vector_wire_doc},
     {"dense_halfvec_wire", dense_halfvec_wire, METH_O, dense_halfvec_wire_doc},
+    {"float32_rows", (PyCFunction)(void (*)(void))float32_rows, METH_FASTCALL, float32_rows_doc},
     {NULL, NULL, 0, NULL},
 };
 

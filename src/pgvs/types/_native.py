@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 DenseVectorWire = Callable[[Any], "bytes | None"]
+Float32Rows = Callable[[Any, int], "bytearray | None"]
 
 
 def flag(name: str) -> bool:
@@ -20,14 +21,14 @@ def flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _load() -> tuple[DenseVectorWire, DenseVectorWire] | tuple[None, None]:
+def _load() -> tuple[DenseVectorWire, DenseVectorWire, Float32Rows] | tuple[None, None, None]:
     if flag("PGVS_NO_EXTENSIONS"):
-        return None, None
+        return None, None, None
     try:
-        from .._speedups import dense_halfvec_wire, dense_vector_wire
+        from .._speedups import dense_halfvec_wire, dense_vector_wire, float32_rows
     except ImportError:
-        return None, None
-    return dense_vector_wire, dense_halfvec_wire
+        return None, None, None
+    return dense_vector_wire, dense_halfvec_wire, float32_rows
 
 
 #: ``dense_vector_wire(values)``: ``vector`` wire bytes of a 1-D contiguous native float32/float64
@@ -37,4 +38,7 @@ def _load() -> tuple[DenseVectorWire, DenseVectorWire] | tuple[None, None]:
 #: even; None when a value is not finite or rounds beyond ±65504). Both are None when the
 #: extension is absent or disabled. They accept any such buffer (memoryviews and ctypes arrays
 #: too): callers pass them only the types whose Python path means the same thing.
-dense_vector_wire, dense_halfvec_wire = _load()
+#: ``float32_rows(rows, dim)``: a bytearray of native float32 values from an exact list/tuple of
+#: exact lists/tuples of ``dim`` exact floats and ints, all finite in float32, else None (the
+#: general path then names the offending row).
+dense_vector_wire, dense_halfvec_wire, float32_rows = _load()

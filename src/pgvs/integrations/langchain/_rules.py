@@ -8,9 +8,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, overload
-
-import numpy as np
+from typing import Any
 
 from ...config import StoreConfig
 from ...errors import ConfigurationError, ValidationError
@@ -21,8 +19,6 @@ __all__ = [
     "LANGCHAIN_POSTGRES_COLUMNS",
     "SEARCH_OPTIONS",
     "WRITE_OPTIONS",
-    "MatrixBatches",
-    "as_matrix",
     "check_options",
     "ids_for_lookup",
     "ids_for_write",
@@ -166,44 +162,3 @@ def ids_for_lookup(id_type: str, ids: Iterable[Any]) -> list[Any]:
         except (TypeError, ValueError):
             continue
     return out
-
-
-def as_matrix(vectors: Any, dimensions: int) -> Any:
-    """``vectors`` as a float32 matrix when that is exact, else unchanged.
-
-    pgvs' bulk path reads a numpy matrix about 5x faster than a list of lists (LangChain's
-    type). Anything the conversion would hide (a ragged row, a value beyond float32, NaN) is left
-    to pgvs, whose error names the row.
-    """
-    if isinstance(vectors, np.ndarray):
-        return vectors
-    try:
-        with np.errstate(over="ignore", invalid="ignore"):
-            matrix = np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError):
-        return vectors
-    if matrix.ndim != 2 or matrix.shape[1] != dimensions or not np.isfinite(matrix).all():
-        return vectors
-    return matrix
-
-
-class MatrixBatches(Sequence[Any]):
-    """Vectors that pgvs' ingest slices into batches, each slice handed over as a float32 matrix
-    (:func:`as_matrix`): the conversion then runs in ingest's worker thread, batch by batch,
-    overlapped with the server's writes of the previous batch."""
-
-    def __init__(self, vectors: Sequence[Any], dimensions: int) -> None:
-        self._vectors = vectors
-        self._dimensions = dimensions
-
-    def __len__(self) -> int:
-        return len(self._vectors)
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-    @overload
-    def __getitem__(self, index: slice) -> Any: ...
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return as_matrix(self._vectors[index], self._dimensions)
-        return self._vectors[index]
