@@ -13,7 +13,8 @@
   table. langchain-postgres writes one INSERT and one commit per row, so it gets ``--lp-rows``
   rows (default 2,000: 20,000 take minutes); rows/s are compared (``ingest_ratio``,
   ``ingest_ratio_batched``). Each case runs ``--repeat`` times, in rotating order, each after a
-  ``CHECKPOINT``: medians, and every run.
+  ``CHECKPOINT``: medians, and every run; the ratios also per repetition
+  (``*_per_repeat``: both sides measured under the same load) with their median.
 - **Search** (top 10 by cosine on the ``--rows`` table after an HNSW build, ``ef_search=40`` on
   every side, pgvector's default, which langchain-postgres uses): per-call latency of
   ``similarity_search_by_vector(q, k=10)`` through ``PGVSVectorStore`` (sync and async) against
@@ -174,9 +175,18 @@ def measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
         result[f"{name}_rows_per_s"] = round(statistics.median(values))
         result[f"{name}_rows_per_s_runs"] = [round(v) for v in values]
     for name in ("pgvs_langchain", "pgvs_langchain_batched"):
-        result[f"ingest_ratio{name.removeprefix('pgvs_langchain')}"] = round(
+        key = f"ingest_ratio{name.removeprefix('pgvs_langchain')}"
+        result[key] = round(
             result[f"{name}_rows_per_s"] / result["langchain_postgres_rows_per_s"], 1
         )
+        # The same ratio within each repetition (cases a few seconds apart, so under the same
+        # load on a shared machine), and its median: the steadier figure when the load drifts.
+        paired = [
+            ours / theirs
+            for ours, theirs in zip(rates[name], rates["langchain_postgres"], strict=True)
+        ]
+        result[f"{key}_per_repeat"] = [round(r, 1) for r in paired]
+        result[f"{key}_per_repeat_median"] = round(statistics.median(paired), 1)
 
     # -- search --------------------------------------------------------------------------------
     progress("building the HNSW index")
