@@ -99,8 +99,9 @@ class Tuner:
             own_ids = [None] * len(values)
             if not values:
                 raise ValidationError("queries is empty: give at least one query vector")
-        # A sampled row finds itself first: one more row per search, dropped from both answers.
-        rows = k + 1 if sampled else k
+        # A sparse or bit store's sampled row is its own query and finds itself first: one more
+        # row per search, dropped from both answers. (Dense samples are new points: _sample.)
+        rows = k + 1 if any(own is not None for own in own_ids) else k
         lists = int(status.params.get("lists", 100)) if status.index_type == "ivfflat" else None
         low, high = tuning.knob_range(
             parameter, rows_per_query=rows * ctx.rows_per_result, lists=lists
@@ -181,7 +182,13 @@ class Tuner:
     async def _sample(
         self, filter: Mapping[str, Any] | None, sample: int
     ) -> tuple[list[Any], list[Any]]:
-        """``sample`` stored rows (matching ``filter``), the same ones on every call."""
+        """Queries made from ``sample`` stored rows (matching ``filter``), the same ones on every
+        call, and the id each must leave out of its answers (None: none).
+
+        Dense rows become points off the index, as far from their row as it is from its nearest
+        other row (:func:`pgvs.tuning.held_out_queries`); a sparse or bit row stays the query
+        (no direction to move it in) and leaves itself out of its answers.
+        """
         ctx = self.ctx
         pool = self.session.pool
         compiled = ctx.compile(filter, ctx.sql.first_param())
@@ -202,13 +209,19 @@ class Tuner:
             ctx.sql.col("id"),
             ctx.sql.id_select,
             ctx.sql.col("embedding"),
+            ctx.sql.operator,
             tuning.domain_where(domain, 1, compiled.sql),
             compiled.next_param,
         )
         found = await pool.fetch(
             sql, *ctx.domain_args(), *compiled.params, tuning.SAMPLE_SEED, sample
         )
-        return [ctx.query_value(row["embedding"]) for row in found], [row["id"] for row in found]
+        if not ctx.dense:
+            return [ctx.query_value(r["embedding"]) for r in found], [r["id"] for r in found]
+        rows = [r["embedding"] for r in found]
+        near = [r["embedding"] if r["neighbour"] is None else r["neighbour"] for r in found]
+        moved = tuning.held_out_queries(rows, near, angular=ctx.cosine, seed=tuning.SAMPLE_SEED)
+        return ctx.query_values(moved), [None] * len(found)
 
     def _settings(
         self, parameter: str, setting: int, rows: int, filtered: bool
