@@ -215,6 +215,7 @@ def test_a_report_chooses_the_smallest_setting_reaching_the_target() -> None:
     assert "     exact    1.000       1.000     2.000" in table
     assert "chosen: hnsw.ef_search = 30 (recall 0.960" in table
     assert table.count("<- chosen") == 1
+    assert "note: measured on stored rows moved off the index" in table  # sampled
 
 
 def test_an_unreachable_target_gives_the_best_setting_and_a_hint() -> None:

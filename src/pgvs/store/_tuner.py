@@ -93,7 +93,8 @@ class Tuner:
         parameter = tuning.PARAMETERS[str(status.index_type)]
         sampled = queries is None
         if sampled:
-            values, own_ids = await self._sample(filter, sample)
+            async with self.session.pool.acquire() as connection:
+                values, own_ids = await self._sample(connection, filter, sample)
         else:
             values = ctx.query_values(queries)
             own_ids = [None] * len(values)
@@ -180,14 +181,20 @@ class Tuner:
         return status
 
     async def _sample(
-        self, filter: Mapping[str, Any] | None, sample: int
+        self,
+        connection: PoolConnectionProxy[asyncpg.Record],
+        filter: Mapping[str, Any] | None,
+        sample: int,
     ) -> tuple[list[Any], list[Any]]:
         """Queries made from ``sample`` stored rows (matching ``filter``), the same ones on every
         call, and the id each must leave out of its answers (None: none).
 
         Dense rows become points off the index, as far from their row as it is from its nearest
         other row (:func:`pgvs.tuning.held_out_queries`); a sparse or bit row stays the query
-        (no direction to move it in) and leaves itself out of its answers.
+        (no direction to move it in) and leaves itself out of its answers. The nearest other row
+        only sets a scale, so the vector index finds it (forced, as a large table's planner
+        would choose; an iterative scan goes past the row itself and the filter's misses):
+        an exact scan per row would double the tuning's exact work.
         """
         ctx = self.ctx
         pool = self.session.pool
@@ -213,9 +220,18 @@ class Tuner:
             tuning.domain_where(domain, 1, compiled.sql),
             compiled.next_param,
         )
-        found = await pool.fetch(
-            sql, *ctx.domain_args(), *compiled.params, tuning.SAMPLE_SEED, sample
+        plan = search_settings(
+            ctx.config,
+            k=1,
+            filtered=True,  # the neighbour is not the row itself: a filter on the id
+            ann=True,
+            session=self.session.settings,
+            iterative=self.indexes.iterative,
         )
+        async with _read_only(connection, (*plan.settings, *tuning.FORCE_INDEX_SETTINGS)):
+            found = await connection.fetch(
+                sql, *ctx.domain_args(), *compiled.params, tuning.SAMPLE_SEED, sample
+            )
         if not ctx.dense:
             return [ctx.query_value(r["embedding"]) for r in found], [r["id"] for r in found]
         rows = [r["embedding"] for r in found]
