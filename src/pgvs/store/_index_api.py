@@ -169,7 +169,7 @@ class IndexMethods:
         index: by the distance (cosine: the angle) to its nearest other row, in a random
         direction, as a new vector from the same data typically lies (on glove50, sift5k and
         torchdocs this chooses what rows left out of the index build choose, within sampling
-        noise). Sparse and bit rows stay as they are, each left out of its own answers. Queries
+        noise: README, "Tuning recall"). Sparse and bit rows stay as they are, each left out of its own answers. Queries
         *unlike* the stored rows (questions against passages, another source) can need a much
         larger setting: pass a few hundred of them as ``queries``. The setting is swept
         upward by doubling, then bisected, until the smallest setting whose mean recall reaches
