@@ -131,16 +131,15 @@ async def test_the_report_tells_the_recall_search_gets(sift: dict[str, Any]) -> 
         assert await store.pool.fetchval("SHOW hnsw.ef_search") == "200"  # nothing applied
 
 
-async def test_sampled_rows_are_repeatable_and_left_out_of_their_own_answers(
-    sift: dict[str, Any],
-) -> None:
+async def test_sampled_queries_are_repeatable_and_off_the_index(sift: dict[str, Any]) -> None:
     async with AsyncPGVectorStore(sift) as store:
         seen: list[TunePoint] = []
         first = await store.tune(target_recall=0.99, k=5, sample=60, progress=seen.append)
         check_report(first, 0.99)
         assert (first.queries, first.sampled) == (60, True)
-        # A sampled row would find itself first; left out, the doubling starts at k + 1 rows.
-        assert first.points[0].setting == 6
+        # Dense sampled rows are moved off their nodes (tuning.held_out_queries): no query is a
+        # stored row that would find itself, so the doubling starts at k rows, not k + 1.
+        assert first.points[0].setting == 5
         assert sorted(seen, key=lambda p: p.setting) == list(first.points)
 
         async def collect(point: TunePoint) -> None:  # a coroutine callback is awaited
@@ -305,7 +304,7 @@ async def test_a_tenant_tunes_its_domains_filtered_path(pg_dsn: str) -> None:
         report = await store.tune(target_recall=0.9, k=10, sample=50)
         check_report(report, 0.9)
         assert report.filtered  # every search of a tenant is filtered by its domain
-        assert report.points[0].setting == 11
+        assert report.points[0].setting == 10
     async with AsyncPGVectorStore(config, domain_id="tenant-b") as other:
         with pytest.raises(ValidationError, match="only 0 rows are stored"):
             await other.tune(sample=1)
@@ -320,7 +319,7 @@ async def test_a_quantized_index_is_held_back_by_its_rerank_factor(pg_dsn: str) 
     )
     async with AsyncPGVectorStore(config) as store:
         report = await store.tune(target_recall=0.8, k=10, sample=50)
-    assert report.points[0].setting == 11 * 4  # ef_search covers every candidate
+    assert report.points[0].setting == 10 * 4  # ef_search covers every candidate
     assert report.points[-1].setting == 1000
     assert report.complete
     assert not report.reachable
@@ -330,3 +329,34 @@ async def test_a_quantized_index_is_held_back_by_its_rerank_factor(pg_dsn: str) 
     assert report.hint is not None
     assert "raise rerank_factor" in report.hint
     assert "target not reached" in str(report)
+
+
+async def test_a_sparse_store_samples_its_rows_and_leaves_them_out(
+    pg_dsn: str, table_name: str
+) -> None:
+    # A sparse row has no direction to be moved in: it is its own query, left out of its answers
+    # (one more row per search: the doubling starts at k + 1).
+    rng = np.random.default_rng(7)
+    rows = [
+        {
+            int(i): float(v)
+            for i, v in zip(rng.choice(200, 8, replace=False), rng.random(8), strict=True)
+        }
+        for _ in range(400)
+    ]
+    config = {
+        "connection_string": pg_dsn,
+        "table_name": table_name,
+        "dimensions": 200,
+        "vector_type": "sparsevec",
+        "metric": "euclidean",
+        "id_type": "bigint",
+        "auto_create_index": False,
+    }
+    async with AsyncPGVectorStore(config) as store:
+        await store.add_vectors(rows, ids=list(range(len(rows))))
+        await store.create_index("hnsw")
+        report = await store.tune(target_recall=0.9, k=5, sample=30)
+    check_report(report, 0.9)
+    assert report.sampled
+    assert report.points[0].setting == 6

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pgvs.config import StoreConfig
@@ -17,11 +18,13 @@ from pgvs.tuning import (
     bisection_step,
     build_report,
     check_tune_arguments,
+    held_out_queries,
     knob_range,
     measure_point,
     parse_tuned_comment,
     quantile,
     recall_at_k,
+    sample_sql,
     tuned_comment,
 )
 
@@ -212,6 +215,7 @@ def test_a_report_chooses_the_smallest_setting_reaching_the_target() -> None:
     assert "     exact    1.000       1.000     2.000" in table
     assert "chosen: hnsw.ef_search = 30 (recall 0.960" in table
     assert table.count("<- chosen") == 1
+    assert "note: measured on stored rows moved off the index" in table  # sampled
 
 
 def test_an_unreachable_target_gives_the_best_setting_and_a_hint() -> None:
@@ -337,3 +341,87 @@ def test_plot_without_matplotlib_names_the_extra(
     with pytest.raises(ConfigurationError, match=r"pip install 'pgvs\[plot\]'"):
         report.plot(tmp_path / "tune.png")
     assert not (tmp_path / "tune.png").exists()
+
+
+# -- held-out queries from sampled rows ---------------------------------------------------------
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    unit: np.ndarray = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return unit
+
+
+@pytest.mark.parametrize(
+    ("rows", "neighbours"),
+    [
+        ([[0.0, 0.0, 0.0]], [[3.0, 4.0, 0.0]]),  # distance 5
+        ([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.0, 2.0]], [[1.0, 2.0, 3.5, 4.0], [9.0, 9.0, 9, 9]]),
+        ([[100.0, 0.0]], [[100.0, 1e-3]]),  # a tiny distance stays tiny
+        ([[1.0, 1.0]], [[1.0, 1.0]]),  # a duplicate (or no other row): the row itself
+    ],
+)
+def test_a_held_out_query_is_as_far_from_its_row_as_the_rows_nearest_neighbour(
+    rows: list[list[float]], neighbours: list[list[float]]
+) -> None:
+    x, y = np.array(rows), np.array(neighbours)
+    queries = held_out_queries(x, y, angular=False, seed=3)
+    assert queries.dtype == np.float32
+    assert queries.shape == x.shape
+    np.testing.assert_allclose(
+        np.linalg.norm(queries - x, axis=1), np.linalg.norm(y - x, axis=1), rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "neighbours", "cosine"),
+    [
+        ([[1.0, 0.0, 0.0]], [[1.0, 1.0, 0.0]], 0.5**0.5),  # 45 degrees
+        ([[2.0, 0.0, 0.0, 0.0]], [[-5.0, 0.0, 0.0, 0.0]], -1.0),  # opposite: length is ignored
+        ([[3.0, 4.0, 0.0]], [[3.0, 4.0, 0.0]], 1.0),  # a duplicate: the row's direction
+        (
+            [[0.3, -0.2, 0.9, 0.1], [1.0, 1.0, 1.0, 1.0]],
+            [[0.3, -0.1, 0.9, 0.1], [1, 1, 1, 0.9]],
+            None,
+        ),
+    ],
+)
+def test_an_angular_held_out_query_keeps_the_angle_to_the_nearest_neighbour(
+    rows: list[list[float]], neighbours: list[list[float]], cosine: float | None
+) -> None:
+    x, y = np.array(rows), np.array(neighbours)
+    queries = held_out_queries(x, y, angular=True, seed=5)
+    np.testing.assert_allclose(np.linalg.norm(queries, axis=1), 1.0, rtol=1e-6)
+    expected = np.sum(_unit(x) * _unit(y), axis=1)
+    if cosine is not None:
+        np.testing.assert_allclose(expected, cosine, atol=1e-12)
+    np.testing.assert_allclose(np.sum(queries * _unit(x), axis=1), expected, atol=1e-6)
+
+
+def test_held_out_queries_move_in_random_directions_repeatably() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 16))
+    y = x + 0.1 * rng.standard_normal((200, 16))
+    for angular in (False, True):
+        first = held_out_queries(x, y, angular=angular, seed=18)
+        np.testing.assert_array_equal(first, held_out_queries(x, y, angular=angular, seed=18))
+        assert not np.array_equal(first, held_out_queries(x, y, angular=angular, seed=19))
+        # Not towards the neighbour: the moves point every which way (mean cosine near 0).
+        move = first.astype(np.float64) - (_unit(x) if angular else x)
+        towards = np.sum(_unit(move) * _unit(y - x), axis=1)
+        assert abs(float(np.mean(towards))) < 0.1
+        assert float(np.max(towards)) < 0.99
+
+
+def test_a_zero_row_under_cosine_becomes_a_random_unit_query() -> None:
+    queries = held_out_queries([[0.0, 0.0, 0.0]], [[1.0, 0.0, 0.0]], angular=True, seed=1)
+    assert np.linalg.norm(queries[0]) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_the_sample_statement_finds_each_rows_nearest_other_row_under_the_same_condition() -> None:
+    sql = sample_sql('"t"', '"id"', '"id"::text', '"e"', "<->", '"d" = $1::text AND (true)', 2)
+    assert "LIMIT $3::integer" in sql
+    assert 'hashtextextended("id"::text, $2::bigint)' in sql
+    inner = sql[sql.index("LEFT JOIN LATERAL") :]
+    assert 'WHERE ("d" = $1::text AND (true)) AND "id" <> s.key' in inner
+    assert 'ORDER BY "e" <-> s.embedding LIMIT 1' in inner
+    assert sql.endswith("ORDER BY s.rank, s.key")

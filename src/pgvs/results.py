@@ -370,8 +370,9 @@ class TuneReport:
             lines.append(f"hint: {self.hint}")
         if self.sampled:
             lines.append(
-                "note: measured on stored rows; queries unlike them (questions against passages, "
-                "another source) can need a larger setting: tune with queries= of your own"
+                "note: measured on stored rows moved off the index (new rows like them); queries "
+                "unlike them (questions against passages, another source) can need a much larger "
+                "setting: tune with queries= of your own"
             )
         return "\n".join(lines)
 

@@ -163,8 +163,15 @@ class IndexMethods:
 
         Recall@``k`` is measured on this store's own data against an exact scan run on the same
         server (index scans off), for ``queries`` (vectors, as for ``search_batch``) or, by
-        default, ``sample`` stored vectors drawn at random (the same ones on every call while
-        the table is unchanged), each excluded from its own answers. The setting is swept
+        default, queries made from ``sample`` stored vectors drawn at random (the same ones on
+        every call while the table is unchanged). A stored vector is too easy a query (the
+        search walks to its own node, linked to its neighbours), so each is moved off the
+        index: by the distance (cosine: the angle) to its nearest other row, in a random
+        direction, as a new vector from the same data typically lies (on glove50, sift5k and
+        torchdocs this chooses what rows left out of the index build choose, within sampling
+        noise: README, "Tuning recall"). Sparse and bit rows stay as they are, each left out of its own answers. Queries
+        *unlike* the stored rows (questions against passages, another source) can need a much
+        larger setting: pass a few hundred of them as ``queries``. The setting is swept
         upward by doubling, then bisected, until the smallest setting whose mean recall reaches
         the target is bracketed; every point records mean and p05 recall and the p50 and p95
         latency of one search's round trip. The vector index is forced while measuring (a small
@@ -181,8 +188,9 @@ class IndexMethods:
         coroutine function).
 
         ``apply=True`` makes ``report.setting`` (when the target is out of reach: the best one
-        measured) the default of every store that opens this table from now on, in any process: it is kept as a comment on the vector index (so dropping
-        or rebuilding the index with other parameters discards it) and read at ``initialize()``.
+        measured) the default of every store that opens this table from now on, in any
+        process: it is kept as a comment on the vector index (so dropping or rebuilding the
+        index with other parameters discards it) and read at ``initialize()``.
         A store's configured ``ef_search``/``probes`` still take precedence, and a call's
         ``search(..., ef_search=...)`` overrides either. Stores already open elsewhere keep
         their value until they reopen; running ``tune(apply=True)`` again replaces it.

@@ -93,14 +93,16 @@ class Tuner:
         parameter = tuning.PARAMETERS[str(status.index_type)]
         sampled = queries is None
         if sampled:
-            values, own_ids = await self._sample(filter, sample)
+            async with self.session.pool.acquire() as connection:
+                values, own_ids = await self._sample(connection, filter, sample)
         else:
             values = ctx.query_values(queries)
             own_ids = [None] * len(values)
             if not values:
                 raise ValidationError("queries is empty: give at least one query vector")
-        # A sampled row finds itself first: one more row per search, dropped from both answers.
-        rows = k + 1 if sampled else k
+        # A sparse or bit store's sampled row is its own query and finds itself first: one more
+        # row per search, dropped from both answers. (Dense samples are new points: _sample.)
+        rows = k + 1 if any(own is not None for own in own_ids) else k
         lists = int(status.params.get("lists", 100)) if status.index_type == "ivfflat" else None
         low, high = tuning.knob_range(
             parameter, rows_per_query=rows * ctx.rows_per_result, lists=lists
@@ -179,9 +181,21 @@ class Tuner:
         return status
 
     async def _sample(
-        self, filter: Mapping[str, Any] | None, sample: int
+        self,
+        connection: PoolConnectionProxy[asyncpg.Record],
+        filter: Mapping[str, Any] | None,
+        sample: int,
     ) -> tuple[list[Any], list[Any]]:
-        """``sample`` stored rows (matching ``filter``), the same ones on every call."""
+        """Queries made from ``sample`` stored rows (matching ``filter``), the same ones on every
+        call, and the id each must leave out of its answers (None: none).
+
+        Dense rows become points off the index, as far from their row as it is from its nearest
+        other row (:func:`pgvs.tuning.held_out_queries`); a sparse or bit row stays the query
+        (no direction to move it in) and leaves itself out of its answers. The nearest other row
+        only sets a scale, so the vector index finds it (forced, as a large table's planner
+        would choose; an iterative scan goes past the row itself and the filter's misses):
+        an exact scan per row would double the tuning's exact work.
+        """
         ctx = self.ctx
         pool = self.session.pool
         compiled = ctx.compile(filter, ctx.sql.first_param())
@@ -202,13 +216,28 @@ class Tuner:
             ctx.sql.col("id"),
             ctx.sql.id_select,
             ctx.sql.col("embedding"),
+            ctx.sql.operator,
             tuning.domain_where(domain, 1, compiled.sql),
             compiled.next_param,
         )
-        found = await pool.fetch(
-            sql, *ctx.domain_args(), *compiled.params, tuning.SAMPLE_SEED, sample
+        plan = search_settings(
+            ctx.config,
+            k=1,
+            filtered=True,  # the neighbour is not the row itself: a filter on the id
+            ann=True,
+            session=self.session.settings,
+            iterative=self.indexes.iterative,
         )
-        return [ctx.query_value(row["embedding"]) for row in found], [row["id"] for row in found]
+        async with _read_only(connection, (*plan.settings, *tuning.FORCE_INDEX_SETTINGS)):
+            found = await connection.fetch(
+                sql, *ctx.domain_args(), *compiled.params, tuning.SAMPLE_SEED, sample
+            )
+        if not ctx.dense:
+            return [ctx.query_value(r["embedding"]) for r in found], [r["id"] for r in found]
+        rows = [r["embedding"] for r in found]
+        near = [r["embedding"] if r["neighbour"] is None else r["neighbour"] for r in found]
+        moved = tuning.held_out_queries(rows, near, angular=ctx.cosine, seed=tuning.SAMPLE_SEED)
+        return ctx.query_values(moved), [None] * len(found)
 
     def _settings(
         self, parameter: str, setting: int, rows: int, filtered: bool
