@@ -284,15 +284,16 @@ class Statements:
             columns.append(self._content_tsv_column())
         columns.append(f"PRIMARY KEY ({', '.join(self.conflict_columns)})")
         gin_name = quote_ident(derived_name(c.table_name, "metadata_gin"))
+        # partition_by: the parent holds no rows and takes no storage parameters; each tenant's
+        # partition gets them (partition_storage) when pgvs creates it.
+        partitioned = c.partition_by is not None
+        storage = None if partitioned else self.partition_storage()
         statements = [
             f"CREATE TABLE IF NOT EXISTS {self.table} (\n    "
             + ",\n    ".join(columns)
             + "\n)"
-            + (
-                f" WITH (toast_tuple_target = {_TOAST_TUPLE_TARGET})"
-                if self.inline_embedding
-                else ""
-            ),
+            + (f" PARTITION BY LIST ({self.col('domain_id')})" if partitioned else "")
+            + (f" WITH ({storage})" if storage else ""),
         ]
         if self.config.vector_type != "sparsevec":  # variable size: PostgreSQL's default fits
             storage = EMBEDDING_STORAGE if self.inline_embedding else EMBEDDING_STORAGE_LARGE
@@ -314,6 +315,10 @@ class Statements:
                 f"CREATE INDEX IF NOT EXISTS {doc_index} ON {self.table} ({', '.join(key)})"
             )
         return statements
+
+    def partition_storage(self) -> str | None:
+        """The table's storage parameters (on a partitioned table: each partition's)."""
+        return f"toast_tuple_target = {_TOAST_TUPLE_TARGET}" if self.inline_embedding else None
 
     COLUMNS_QUERY = """
         SELECT a.attname, t.typname, a.atttypmod, format_type(a.atttypid, a.atttypmod) AS shown
