@@ -44,8 +44,9 @@ P = ParamSpec("P")
 # then be short of it, and a replica could "catch up" without the row).
 _PRIMARY_LSN = "SELECT pg_current_wal_insert_lsn()"
 _REPLAYED_LSN = "SELECT pg_last_wal_replay_lsn()"
-# Polling a lagging replica: the first look after 0.5 ms, doubling to at most 10 ms.
-_FIRST_POLL, _MAX_POLL = 0.0005, 0.01
+# Polling a lagging replica: the next look after 0.2 ms, doubling to at most 5 ms (loopback
+# replay of one commit takes about a millisecond; a poll is one short round trip).
+_FIRST_POLL, _MAX_POLL = 0.0002, 0.005
 _RECOVERY_CONFLICT = "40001"  # a standby cancelling a query whose rows replay must remove
 _WAITS_KEPT = 1000
 
