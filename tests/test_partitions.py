@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import asyncpg
@@ -39,7 +39,7 @@ def rows(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random((n, DIM), dtype=np.float32) + 0.01
 
 
-def relations(plan: dict[str, Any]) -> Iterator[str]:
+def relations(plan: Mapping[str, Any]) -> Iterator[str]:
     if "Relation Name" in plan:
         yield plan["Relation Name"]
     for child in plan.get("Plans", []):
@@ -48,8 +48,7 @@ def relations(plan: dict[str, Any]) -> Iterator[str]:
 
 async def partitions(conn: Any, table: str) -> set[str]:
     found = await conn.fetch(
-        "SELECT relid::regclass::text AS name FROM pg_partition_tree($1::regclass) "
-        "WHERE level = 1",
+        "SELECT relid::regclass::text AS name FROM pg_partition_tree($1::regclass) WHERE level = 1",
         table,
     )
     return {row["name"] for row in found}
@@ -71,16 +70,31 @@ async def test_each_tenant_gets_a_partition_with_its_own_hnsw_index_and_searches
                 part,
             )
             assert "hnsw" in {row["amname"] for row in methods}
-        assert await a.count() == 20 and await b.count() == 30
+        assert await a.count() == 20
+        assert await b.count() == 30
         hits = await a.search(rows(20, 1)[3], 5)
-        assert hits[0].id == ids_a[3] and {h.id for h in hits} <= set(ids_a)
+        assert hits[0].id == ids_a[3]
+        assert {h.id for h in hits} <= set(ids_a)
         status = await a.index_status()
-        assert status.valid and status.index_type == "hnsw"
+        assert status.valid
+        assert status.index_type == "hnsw"
 
         # The tenant's plan reads only its partition (pruned at planning time) ...
         for analyze in (False, True):
             explained = await a.explain_search(rows(1, 7)[0], 5, analyze=analyze)
             assert set(relations(explained.plan)) == {part_a}
+        # The partition's own HNSW index serves it (sorts and scans off, as on a big table).
+        async with make(pg_dsn, table_name, "a", pool_min_size=1, pool_max_size=1) as forced:
+            await forced.pool.execute(
+                "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off"
+            )
+            explained = await forced.explain_search(rows(1, 7)[0], 5)
+            assert explained.uses_vector_index, explained.plan
+            index_table = await raw_conn.fetchval(
+                "SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = to_regclass($1)",
+                explained.index_name,
+            )
+            assert index_table == part_a
         # ... and a generic plan of the same shape prunes the others when it starts.
         conn = await asyncpg.connect(pg_dsn)
         try:
@@ -107,12 +121,20 @@ async def test_drop_domain_drops_the_partition_and_a_later_write_brings_it_back(
         await gone.add_vectors(rows(7, 2))
         assert await keep.drop_domain("gone") is True
         assert await partitions(raw_conn, table_name) == {partition_name(table_name, "keep")}
-        assert await gone.count() == 0 and await keep.count() == 5
+        assert await gone.count() == 0
+        assert await keep.count() == 5
         assert await keep.drop_domain("never-written") is False
         # The other store still believes its partition exists: its write recreates it.
         await gone.add_vectors(rows(2, 3))
         assert await gone.count() == 2
         assert len(await partitions(raw_conn, table_name)) == 2
+        # The same for an add_vectors large enough to take the COPY path, and for an ingest.
+        assert await keep.drop_domain("gone") is True
+        await gone.add_vectors(rows(600, 4))
+        assert await gone.count() == 600
+        assert await keep.drop_domain("gone") is True
+        assert (await gone.ingest(rows(700, 5))).rows_written == 700
+        assert await gone.count() == 700
 
 
 async def test_racing_first_writes_make_one_partition_and_ingest_routes_rows(
@@ -151,7 +173,8 @@ async def test_index_operations_a_partitioned_table_cannot_take_are_refused(
         ):
             with pytest.raises(ConfigurationError) as caught:
                 await call
-            assert caught.value.hint and "docs/scale.md" in caught.value.hint
+            assert caught.value.hint
+            assert "docs/scale.md" in caught.value.hint
 
 
 async def test_an_unpartitioned_table_is_not_taken_for_a_partitioned_one(
@@ -175,7 +198,8 @@ async def test_distributed_without_citus_is_a_configuration_error_before_any_ddl
     )
     with pytest.raises(ConfigurationError) as caught:
         await store.initialize()
-    assert "citus" in str(caught.value) and caught.value.hint
+    assert "citus" in str(caught.value)
+    assert caught.value.hint
     assert "CREATE EXTENSION citus" in caught.value.hint
     assert await raw_conn.fetchval("SELECT to_regclass($1)", table_name) is None
     await store.close()
@@ -186,7 +210,7 @@ async def test_distributed_without_citus_is_a_configuration_error_before_any_ddl
 
 def test_scale_settings_are_validated() -> None:
     with pytest.raises(ConfigurationError, match="partition_by"):
-        StoreConfig(dimensions=3, partition_by="tenant")
+        StoreConfig.from_mapping(dimensions=3, partition_by="tenant")
     with pytest.raises(ConfigurationError, match="IVFFlat"):
         StoreConfig(dimensions=3, partition_by="domain", index_type="ivfflat")
     with pytest.raises(ConfigurationError, match="domain_id to None"):
@@ -201,7 +225,7 @@ def test_scale_settings_are_validated() -> None:
     with pytest.raises(ConfigurationError, match="auto_create_table"):
         StoreConfig(dimensions=3, partition_by="domain", auto_create_table=False)
     with pytest.raises(ConfigurationError, match="distributed"):
-        StoreConfig(dimensions=3, distributed="yes")
+        StoreConfig.from_mapping(dimensions=3, distributed="yes")
 
 
 def test_partition_names_are_distinct_short_and_quoted() -> None:
@@ -226,7 +250,8 @@ def test_replica_rotation_round_robin_skips_failed_until_the_retry_time() -> Non
     assert [rotation.pick(0) for _ in range(4)] == [0, 1, 2, 0]
     rotation.failed(1, now=0)
     assert [rotation.pick(1) for _ in range(4)] == [2, 0, 2, 0]
-    assert rotation.is_down(1, 9.9) and not rotation.is_down(1, 10)
+    assert rotation.is_down(1, 9.9)
+    assert not rotation.is_down(1, 10)
     rotation.failed(0, now=5)
     rotation.failed(2, now=5)
     assert rotation.pick(9) is None  # all down: the primary answers

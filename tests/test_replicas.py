@@ -102,8 +102,11 @@ async def test_write_then_read_sees_the_row_on_the_replica(
         routing = store.read_routing
         # Every read ran on the replica, after it had replayed the write (none fell back).
         assert routing.replica_reads == 30
-        assert routing.primary_reads == 0 and routing.lagging == 0 and routing.failures == 0
-        assert routing.waits >= 1 and routing.wait_p50 is not None
+        assert routing.primary_reads == 0
+        assert routing.lagging == 0
+        assert routing.failures == 0
+        assert routing.waits >= 1
+        assert routing.wait_p50 is not None
 
 
 async def test_every_read_goes_to_the_replica_and_eventual_skips_the_wait(
@@ -133,7 +136,8 @@ async def test_every_read_goes_to_the_replica_and_eventual_skips_the_wait(
             centroid = await reader.centroid(ids=new)
             assert centroid is None
             routing = reader.read_routing
-            assert routing.replica_reads == 10 and routing.primary_reads == 0
+            assert routing.replica_reads == 10
+            assert routing.primary_reads == 0
         assert len(old) == 4
 
 
@@ -148,7 +152,8 @@ async def test_a_lagging_replica_is_waited_for_then_the_primary_answers(
         # Replay is paused: the bounded wait runs out and the primary answers, with the row.
         assert (await store.get_vectors(ids))[0].found
         routing = store.read_routing
-        assert routing.lagging == 1 and routing.primary_reads == 1
+        assert routing.lagging == 1
+        assert routing.primary_reads == 1
     async with make_store(servers, table_name, replica_wait_timeout=_DEADLINE) as store:
         ids = await store.add_vectors(vectors(1, seed=6))  # replay is still paused
         read = asyncio.create_task(store.get_vectors(ids))
@@ -166,27 +171,31 @@ async def test_a_lagging_replica_is_waited_for_then_the_primary_answers(
         await replica_conn.execute("SELECT pg_wal_replay_resume()")
         assert (await asyncio.wait_for(read, _DEADLINE))[0].found
         routing = store.read_routing
-        assert routing.replica_reads == 1 and routing.primary_reads == 0
-        assert routing.waits == 1 and routing.lagging == 0
+        assert routing.replica_reads == 1
+        assert routing.primary_reads == 0
+        assert routing.waits == 1
+        assert routing.lagging == 0
 
 
 async def test_a_replica_that_goes_down_is_skipped_and_retried_later(
     servers: tuple[EmbeddedServer, EmbeddedServer], table_name: str
 ) -> None:
-    primary, replica = servers
+    _primary, replica = servers
     async with (
         make_store(servers, table_name, replica_retry_interval=3600) as patient,
         make_store(servers, table_name, replica_retry_interval=0) as eager,
     ):
         ids = await patient.add_vectors(vectors(3))
-        assert await patient.count() == 3 and await eager.count() == 3
+        assert await patient.count() == 3
+        assert await eager.count() == 3
         replica.stop()
         try:
             # Replica down: reads still succeed (on the primary); it is then skipped.
             assert await patient.count() == 3
             assert all(r.found for r in await patient.get_vectors(ids))
             routing = patient.read_routing
-            assert routing.failures == 1 and len(routing.replicas_down) == 1
+            assert routing.failures == 1
+            assert len(routing.replicas_down) == 1
             assert "postgres@127.0.0.1" in routing.replicas_down[0]
             # A store opened while the replica is down opens fine and reads the primary.
             async with make_store(servers, table_name) as late:
@@ -227,8 +236,8 @@ def test_replicas_need_postgres_urls_and_never_show_passwords() -> None:
         StoreConfig(dimensions=3, read_replicas=["host=h password=s3cret"])
     assert "s3cret" not in str(caught.value)
     with pytest.raises(ConfigurationError):
-        StoreConfig(dimensions=3, read_replicas="postgresql://h/db")
+        StoreConfig.from_mapping(dimensions=3, read_replicas="postgresql://h/db")
     with pytest.raises(ConfigurationError):
-        StoreConfig(dimensions=3, consistency="strong")
+        StoreConfig.from_mapping(dimensions=3, consistency="strong")
     with pytest.raises(ConfigurationError):
         StoreConfig(dimensions=3, replica_wait_timeout=-1)

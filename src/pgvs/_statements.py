@@ -167,10 +167,13 @@ class Statements:
         LEFT JOIN pg_opclass opc ON opc.oid = i.indclass[0]
         WHERE i.indrelid = to_regclass($1) AND c.relname = ANY($2::text[])
     """
+    # The table's and, partitioned, its partitions' (a plan names a partition's own index).
     VECTOR_INDEXES_QUERY = """
         SELECT c.relname AS name
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
-        WHERE i.indrelid = to_regclass($1) AND am.amname IN ('hnsw', 'ivfflat')
+        WHERE (i.indrelid = to_regclass($1)
+               OR i.indrelid IN (SELECT relid FROM pg_partition_tree(to_regclass($1))))
+          AND am.amname IN ('hnsw', 'ivfflat')
     """
     # Every vector index of the table, partial or not, pgvs's or not; ``predicate`` is the
     # server's own rendering of a partial index's WHERE, ``comment`` what pgvs recorded there.

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -161,7 +161,7 @@ class StoreConfig:
     index_dimensions: int | None = None
     reduction: str = "prefix"
     # -- past one server (docs/scale.md): replicas, tenant partitions, Citus ------------------
-    read_replicas: tuple[str, ...] = ()
+    read_replicas: Sequence[str] = ()  # normalised to a tuple
     consistency: Consistency = "read_your_writes"
     replica_wait_timeout: float = 1.0
     replica_retry_interval: float = 5.0

@@ -106,11 +106,13 @@ class Replicas:
         self.timeout = config.replica_wait_timeout
         # Replica pools connect on first use: a replica that is down when the store opens is
         # just skipped, never a reason to fail initialize().
-        replica_config = config.replace(pool_min_size=0, read_replicas=())
-        self._replicas = [
-            _Replica(dsn, _parts(ctx, Session(replica_config), indexes))
-            for dsn in config.read_replicas
-        ]
+        self._replicas = []
+        if self.enabled:
+            replica_config = config.replace(pool_min_size=0, read_replicas=())
+            self._replicas = [
+                _Replica(dsn, _parts(ctx, Session(replica_config), indexes))
+                for dsn in config.read_replicas
+            ]
         self._rotation = ReplicaRotation(len(self._replicas), config.replica_retry_interval)
         self.written_lsn = 0  # this store's last committed write (0: none yet)
         self._lsn_unknown = False  # a write ended in an error: read the primary's LSN first
@@ -142,8 +144,8 @@ class Replicas:
 
     async def read(self, call: Callable[[ReadParts], Awaitable[R]]) -> R:
         """``call`` on the next healthy replica that has this store's writes, else the primary."""
-        if not self.enabled:
-            return await call(self.primary)
+        if not self.enabled or not self.primary.session.is_open:
+            return await call(self.primary)  # (a closed store raises there, as it should)
         index = self._rotation.pick(time.monotonic())
         if index is None:
             self._counts["primary"] += 1

@@ -46,8 +46,14 @@ _RELKIND = "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)"
 _NO_PARTITION = "no partition of relation"
 
 
-def is_missing_partition(exc: BaseException) -> bool:
-    return isinstance(exc, asyncpg.CheckViolationError) and _NO_PARTITION in str(exc)
+def is_missing_partition(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it: an IngestError wraps it) is a row finding no
+    partition for its domain."""
+    while exc is not None:
+        if isinstance(exc, asyncpg.CheckViolationError) and _NO_PARTITION in str(exc):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 class Tenancy:
@@ -60,9 +66,10 @@ class Tenancy:
     def partition_of(self, domain: str) -> str:
         return partition_name(self.ctx.config.table_name, domain)
 
-    async def ensure_partition(self) -> None:
-        """This store's domain's partition, created when missing (once per store)."""
-        if not self.partitioned or self._ready:
+    async def ensure_partition(self, *, check: bool = False) -> None:
+        """This store's domain's partition, created when missing (once per store; every time
+        with ``check``: ``CREATE TABLE IF NOT EXISTS`` of an existing one locks nothing)."""
+        if not self.partitioned or (self._ready and not check):
             return
         ctx = self.ctx
         sql = ctx.sql

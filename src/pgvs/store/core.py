@@ -249,7 +249,9 @@ class AsyncPGVectorStore(IndexMethods):
         before its batch is sent; a ConnectionLostError, ...). Bad arguments raise
         ValidationError or ConfigurationError before anything runs.
         """
-        await self._tenancy.ensure_partition()
+        # Checked every call (one short transaction): an ingest cannot be retried row-exactly
+        # the way add_vectors is when the partition was dropped since this store made it.
+        await self._tenancy.ensure_partition(check=True)
         result = await run_ingest(
             self._ctx,
             self._session,
