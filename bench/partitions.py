@@ -3,7 +3,7 @@
 ``python -m bench partitions [--tenants 3] [--rows 10000] [--queries 100] [--dim 128]``
 
 Data: **synthetic** (no set in shared/data has 3 x 10,000 rows): ``--dim``-d gaussian clusters
-(200 centres shared by every tenant: tenants of one embedding model write similar content, the
+(200 centres shared by every tenant, noise ``--noise`` times their scale: tenants of one embedding model write similar content, the
 hard case for a shared index, where two rows in three that a tenant's search meets belong to
 someone else), ``--rows`` rows per tenant, ``--queries`` queries per tenant drawn the same way;
 cosine; exact ground truth by numpy over the tenant's own rows.
@@ -12,8 +12,9 @@ Two layouts, each with pgvs's defaults (HNSW created on the empty table, rows in
 arrive): ``shared`` (one table, one HNSW index; a tenant's search is filtered by
 ``domain_id``, with pgvector's iterative scan) and ``partitioned`` (``partition_by="domain"``:
 each tenant a partition with its own HNSW index). For each: ``recall_at_10`` and ``p50_ms`` (one
-``store.search`` call, sequential, the layouts interleaved per query), the ingest time, and what
-the planner chose (``explain_search``).
+``store.search`` call, sequential, the layouts interleaved per query) with pgvs's default
+``ef_search`` and with pgvector's default 40, the ingest time, and what the planner chose
+(``explain_search``).
 
 Uses ``DATABASE_URL`` when set (its tables are dropped afterwards), else a throwaway embedded
 server.
@@ -41,10 +42,10 @@ K = 10
 
 
 def _clustered(
-    rng: np.random.Generator, centres: npt.NDArray[np.float32], n: int
+    rng: np.random.Generator, centres: npt.NDArray[np.float32], n: int, noise_scale: float
 ) -> npt.NDArray[np.float32]:
     picks = rng.integers(0, len(centres), n)
-    noise = rng.standard_normal((n, centres.shape[1])).astype(np.float32) * 0.35
+    noise = rng.standard_normal((n, centres.shape[1])).astype(np.float32) * noise_scale
     rows: npt.NDArray[np.float32] = (centres[picks] + noise).astype(np.float32)
     return rows
 
@@ -58,8 +59,8 @@ async def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(17)
     centres = rng.standard_normal((200, args.dim)).astype(np.float32)
     tenants = [f"tenant-{t}" for t in range(args.tenants)]
-    data = {t: _clustered(rng, centres, args.rows) for t in tenants}
-    queries = {t: _clustered(rng, centres, args.queries) for t in tenants}
+    data = {t: _clustered(rng, centres, args.rows, args.noise) for t in tenants}
+    queries = {t: _clustered(rng, centres, args.queries, args.noise) for t in tenants}
     truth = {}
     for t in tenants:
         sims = _unit(queries[t]) @ _unit(data[t]).T
@@ -101,21 +102,24 @@ async def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
                 "uses_vector_index": explained.uses_vector_index,
                 "index": explained.index_name,
             }
-        hits: dict[str, list[float]] = {layout: [] for layout in layouts}
-        times: dict[str, list[float]] = {layout: [] for layout in layouts}
+        cases = [(layout, ef) for ef in (None, 40) for layout in layouts]
+        hits: dict[Any, list[float]] = {case: [] for case in cases}
+        times: dict[Any, list[float]] = {case: [] for case in cases}
         for t in tenants:  # warm-up
             for layout in layouts:
                 for q in queries[t][:5]:
                     await stores[layout][t].search(q, K, include_metadata=False)
         for t in tenants:
             for qi, q in enumerate(queries[t]):
-                for layout in layouts:
+                for case in cases:
+                    layout, ef = case
+                    store = stores[layout][t]
                     start = time.perf_counter()
-                    found = await stores[layout][t].search(q, K, include_metadata=False)
-                    times[layout].append(time.perf_counter() - start)
+                    found = await store.search(q, K, include_metadata=False, ef_search=ef)
+                    times[case].append(time.perf_counter() - start)
                     got = {int(str(hit.id).rsplit(":", 1)[1]) for hit in found}
                     assert all(str(hit.id).startswith(f"{t}:") for hit in found), "tenant leak"
-                    hits[layout].append(len(got & truth[t][qi]) / K)
+                    hits[case].append(len(got & truth[t][qi]) / K)
         progress("searched")
     finally:
         for per_tenant in stores.values():
@@ -130,20 +134,27 @@ async def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "partitions",
         "data": f"synthetic: {args.tenants} tenants x {args.rows} rows, {args.dim}-d gaussian "
-        "clusters shared by all tenants, cosine",
+        f"clusters (noise {args.noise} x the centres' scale) shared by all tenants, cosine",
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",
         "queries_per_tenant": args.queries,
         **{
             layout: {
-                "recall_at_10": round(statistics.fmean(hits[layout]), 4),
-                "p50_ms": round(statistics.median(times[layout]) * 1000, 3),
                 "ingest_s": round(ingest_s[layout], 2),
                 **plans[layout],
+                **{
+                    f"{'default_ef' if ef is None else f'ef{ef}'}": {
+                        "recall_at_10": round(statistics.fmean(hits[layout, ef]), 4),
+                        "p50_ms": round(statistics.median(times[layout, ef]) * 1000, 3),
+                    }
+                    for ef in (None, 40)
+                },
             }
             for layout in layouts
         },
         "p50_ratio_partitioned_vs_shared": round(
-            statistics.median(times["partitioned"]) / statistics.median(times["shared"]), 3
+            statistics.median(times["partitioned", None])
+            / statistics.median(times["shared", None]),
+            3,
         ),
     }
 
@@ -154,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--noise", type=float, default=1.0, help="noise / centre scale")
     args = parser.parse_args(argv)
     with database() as dsn:
         emit(asyncio.run(run(dsn, args)))
