@@ -15,10 +15,11 @@ import asyncpg
 import numpy as np
 import pytest
 
-from pgvs import AsyncPGVectorStore, ConfigurationError, StoreConfig
+from pgvs import AsyncPGVectorStore, ConfigurationError, StoreConfig, ValidationError
 from pgvs.server import EmbeddedServer, _free_port
 
 DIM = 4
+SECRET = "s3cret-pw"
 _DEADLINE = 60.0  # seconds an awaited event may take on a loaded box before the test fails
 
 
@@ -80,8 +81,9 @@ def make_store(servers: tuple[EmbeddedServer, EmbeddedServer], table: str, **opt
 
 
 def replica_dsn(replica: EmbeddedServer) -> str:
-    """Its DSN whether it runs or not (its port is fixed; ``dsn()`` asks the running server)."""
-    return f"postgresql://postgres@127.0.0.1:{replica.settings['port']}/postgres"
+    """Its DSN whether it runs or not (its port is fixed; ``dsn()`` asks the running server).
+    With a password (trust authentication ignores it) that must never be shown."""
+    return f"postgresql://postgres:{SECRET}@127.0.0.1:{replica.settings['port']}/postgres"
 
 
 def vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -107,6 +109,13 @@ async def test_write_then_read_sees_the_row_on_the_replica(
         assert routing.failures == 0
         assert routing.waits >= 1
         assert routing.wait_p50 is not None
+        # A write that raised may have committed: the next read asks the primary how far to
+        # wait, and still reads the replica.
+        with pytest.raises(ValidationError):
+            await store.add_vectors([[1.0, 2.0]])
+        assert await store.count() == 30
+        assert store.read_routing.replica_reads == 31
+        assert SECRET not in repr(store.config)
 
 
 async def test_every_read_goes_to_the_replica_and_eventual_skips_the_wait(
@@ -178,7 +187,9 @@ async def test_a_lagging_replica_is_waited_for_then_the_primary_answers(
 
 
 async def test_a_replica_that_goes_down_is_skipped_and_retried_later(
-    servers: tuple[EmbeddedServer, EmbeddedServer], table_name: str
+    servers: tuple[EmbeddedServer, EmbeddedServer],
+    table_name: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     _primary, replica = servers
     async with (
@@ -196,7 +207,9 @@ async def test_a_replica_that_goes_down_is_skipped_and_retried_later(
             routing = patient.read_routing
             assert routing.failures == 1
             assert len(routing.replicas_down) == 1
-            assert "postgres@127.0.0.1" in routing.replicas_down[0]
+            assert "postgres:***@127.0.0.1" in routing.replicas_down[0]
+            assert "read replica" in caplog.text
+            assert SECRET not in caplog.text
             # A store opened while the replica is down opens fine and reads the primary.
             async with make_store(servers, table_name) as late:
                 assert await late.count() == 3
