@@ -256,3 +256,19 @@ def test_replica_rotation_round_robin_skips_failed_until_the_retry_time() -> Non
     rotation.failed(2, now=5)
     assert rotation.pick(9) is None  # all down: the primary answers
     assert rotation.pick(10) == 1  # the first one's retry time has come
+
+
+async def test_tune_measures_a_tenants_own_index(pg_dsn: str, table_name: str) -> None:
+    async with make(pg_dsn, table_name, "a") as store:
+        await store.ingest(rows(1500, 11))
+        await make_busy_neighbour(pg_dsn, table_name)
+        report = await store.tune(queries=rows(10, 12), target_recall=0.9)
+        # tune() refuses a plan that bypasses the vector index: it found the partition's.
+        assert report.points
+        assert report.setting is not None
+        assert report.filtered  # a tenant's searches are filtered by domain_id
+
+
+async def make_busy_neighbour(pg_dsn: str, table_name: str) -> None:
+    async with make(pg_dsn, table_name, "b") as other:
+        await other.add_vectors(rows(50, 13))
