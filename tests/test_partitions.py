@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -159,6 +162,50 @@ async def test_racing_first_writes_make_one_partition_and_ingest_routes_rows(
             f"SELECT count(*) FROM {partition_name(table_name, 'bulk')}"
         )
         assert on_partition == 1200
+
+
+FIRST_WRITE_RACE = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pgvs import AsyncPGVectorStore
+
+    async def main() -> None:
+        store = AsyncPGVectorStore(connection_string=sys.argv[1], dimensions=4,
+                                   table_name=sys.argv[2], domain_id=sys.argv[3],
+                                   partition_by="domain", pool_min_size=1, pool_max_size=2)
+        await store.initialize()
+        await store.add_vectors([[float(sys.argv[4]) + 1.0] * 4])
+        await store.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.slow
+async def test_processes_racing_to_create_a_new_table_and_its_tenants(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    domains = ["red", "red", "red", "blue", "blue", "green"]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            *(sys.executable, "-c", FIRST_WRITE_RACE, pg_dsn, table_name, domain, str(i)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i, domain in enumerate(domains)
+    ]
+    outcomes = [await p.communicate() for p in processes]
+    failures = [
+        err.decode() for p, (_, err) in zip(processes, outcomes, strict=True) if p.returncode
+    ]
+    assert failures == []
+    expected = {partition_name(table_name, domain) for domain in domains}
+    assert await partitions(raw_conn, table_name) == expected
+    counts = await raw_conn.fetch(
+        f"SELECT domain_id, count(*) AS n FROM {table_name} GROUP BY domain_id"
+    )
+    assert {row["domain_id"]: row["n"] for row in counts} == {"red": 3, "blue": 2, "green": 1}
 
 
 async def test_index_operations_a_partitioned_table_cannot_take_are_refused(
