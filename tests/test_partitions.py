@@ -319,3 +319,18 @@ async def test_tune_measures_a_tenants_own_index(pg_dsn: str, table_name: str) -
 async def make_busy_neighbour(pg_dsn: str, table_name: str) -> None:
     async with make(pg_dsn, table_name, "b") as other:
         await other.add_vectors(rows(50, 13))
+
+
+def test_the_sync_store_drops_domains_and_reports_routing(pg_dsn: str, table_name: str) -> None:
+    from pgvs import PGVectorStore
+
+    options = {"domain_id": "s", "partition_by": "domain"}
+    with PGVectorStore(
+        connection_string=pg_dsn, dimensions=DIM, table_name=table_name, **options
+    ) as store:
+        store.add_vectors(rows(2, 1))
+        assert store.count() == 2
+        assert store.drop_domain("s") is True
+        assert store.count() == 0
+        routing = store.read_routing
+        assert routing.primary_reads == routing.replica_reads == 0  # no replicas: not routed
