@@ -86,6 +86,8 @@ async def test_each_tenant_gets_a_partition_with_its_own_hnsw_index_and_searches
         for analyze in (False, True):
             explained = await a.explain_search(rows(1, 7)[0], 5, analyze=analyze)
             assert set(relations(explained.plan)) == {part_a}
+            # No iterative scan, no SET LOCAL: within its partition a tenant's search is plain.
+            assert explained.settings == ()
         # The partition's own HNSW index serves it (sorts and scans off, as on a big table).
         async with make(pg_dsn, table_name, "a", pool_min_size=1, pool_max_size=1) as forced:
             await forced.pool.execute(
@@ -313,7 +315,8 @@ async def test_tune_measures_a_tenants_own_index(pg_dsn: str, table_name: str) -
         # tune() refuses a plan that bypasses the vector index: it found the partition's.
         assert report.points
         assert report.setting is not None
-        assert report.filtered  # a tenant's searches are filtered by domain_id
+        # A tenant's partition holds its rows only: its searches are not filtered ones.
+        assert not report.filtered
 
 
 async def make_busy_neighbour(pg_dsn: str, table_name: str) -> None:
