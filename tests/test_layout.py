@@ -140,6 +140,7 @@ LAYERS = [
             "pgvs.progress",
             "pgvs.search",
             "pgvs.tuning",
+            "pgvs.scale",
         },
     ),
     ("store parts", {"pgvs.store"}),

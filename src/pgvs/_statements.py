@@ -167,10 +167,13 @@ class Statements:
         LEFT JOIN pg_opclass opc ON opc.oid = i.indclass[0]
         WHERE i.indrelid = to_regclass($1) AND c.relname = ANY($2::text[])
     """
+    # The table's and, partitioned, its partitions' (a plan names a partition's own index).
     VECTOR_INDEXES_QUERY = """
         SELECT c.relname AS name
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
-        WHERE i.indrelid = to_regclass($1) AND am.amname IN ('hnsw', 'ivfflat')
+        WHERE (i.indrelid = to_regclass($1)
+               OR i.indrelid IN (SELECT relid FROM pg_partition_tree(to_regclass($1))))
+          AND am.amname IN ('hnsw', 'ivfflat')
     """
     # Every vector index of the table, partial or not, pgvs's or not; ``predicate`` is the
     # server's own rendering of a partial index's WHERE, ``comment`` what pgvs recorded there.
@@ -284,15 +287,16 @@ class Statements:
             columns.append(self._content_tsv_column())
         columns.append(f"PRIMARY KEY ({', '.join(self.conflict_columns)})")
         gin_name = quote_ident(derived_name(c.table_name, "metadata_gin"))
+        # partition_by: the parent holds no rows and takes no storage parameters; each tenant's
+        # partition gets them (partition_storage) when pgvs creates it.
+        partitioned = c.partition_by is not None
+        storage = None if partitioned else self.partition_storage()
         statements = [
             f"CREATE TABLE IF NOT EXISTS {self.table} (\n    "
             + ",\n    ".join(columns)
             + "\n)"
-            + (
-                f" WITH (toast_tuple_target = {_TOAST_TUPLE_TARGET})"
-                if self.inline_embedding
-                else ""
-            ),
+            + (f" PARTITION BY LIST ({self.col('domain_id')})" if partitioned else "")
+            + (f" WITH ({storage})" if storage else ""),
         ]
         if self.config.vector_type != "sparsevec":  # variable size: PostgreSQL's default fits
             storage = EMBEDDING_STORAGE if self.inline_embedding else EMBEDDING_STORAGE_LARGE
@@ -314,6 +318,10 @@ class Statements:
                 f"CREATE INDEX IF NOT EXISTS {doc_index} ON {self.table} ({', '.join(key)})"
             )
         return statements
+
+    def partition_storage(self) -> str | None:
+        """The table's storage parameters (on a partitioned table: each partition's)."""
+        return f"toast_tuple_target = {_TOAST_TUPLE_TARGET}" if self.inline_embedding else None
 
     COLUMNS_QUERY = """
         SELECT a.attname, t.typname, a.atttypmod, format_type(a.atttypid, a.atttypmod) AS shown

@@ -35,6 +35,7 @@ from .config import StoreConfig
 from .errors import PGVSError, StoreClosedError, translating
 from .store import AsyncPGVectorStore
 from .store._ingest_sources import ReadOnLoop
+from .store._replicas import ReadRouting
 
 __all__ = ["SyncStoreBase", "blocking_twin", "coroutine_twin"]
 
@@ -125,6 +126,11 @@ class SyncStoreBase:
     @property
     def config(self) -> StoreConfig:
         return self._store.config
+
+    @property
+    def read_routing(self) -> ReadRouting:
+        """Where reads went (see ``AsyncPGVectorStore.read_routing``)."""
+        return self._store.read_routing
 
     @property
     def async_store(self) -> AsyncPGVectorStore:

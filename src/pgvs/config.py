@@ -10,7 +10,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from .indexes import (
     index_problem,
     resolve_quantization,
 )
+from .scale import CONSISTENCIES, Consistency, PartitionBy, check_replicas, scale_problem
 
 __all__ = [
     "COLUMN_NAMES",
@@ -159,6 +160,13 @@ class StoreConfig:
     normalize: bool = False
     index_dimensions: int | None = None
     reduction: str = "prefix"
+    # -- past one server (docs/scale.md): replicas, tenant partitions, Citus ------------------
+    read_replicas: Sequence[str] = ()  # normalised to a tuple
+    consistency: Consistency = "read_your_writes"
+    replica_wait_timeout: float = 1.0
+    replica_retry_interval: float = 5.0
+    partition_by: PartitionBy | None = None
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
@@ -239,6 +247,37 @@ class StoreConfig:
                         "search indexes the content column through a content_tsv column"
                     )
         self._check_index()
+        self._check_scale()
+
+    def _check_scale(self) -> None:
+        """read_replicas, consistency, partition_by, distributed (rules in :mod:`pgvs.scale`)."""
+        set_ = object.__setattr__
+        set_(self, "read_replicas", check_replicas(self.read_replicas))
+        if self.consistency not in CONSISTENCIES:
+            raise ConfigurationError(
+                f"consistency {self.consistency!r} is not one of {', '.join(CONSISTENCIES)}"
+            )
+        for key in ("replica_wait_timeout", "replica_retry_interval"):
+            value = getattr(self, key)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ConfigurationError(
+                    f"{key} must be a non-negative number of seconds, got {value!r}"
+                )
+        problem = scale_problem(
+            partition_by=self.partition_by,
+            distributed=self.distributed,
+            has_domain_column=self.columns["domain_id"] is not None,
+            auto_create_table=self.auto_create_table,
+            index_type=self.index_type,
+            pca=self.pca,
+        )
+        if problem is not None:
+            raise problem
 
     def _check_reduction(self) -> None:
         if self.reduction not in REDUCTIONS:
@@ -389,6 +428,7 @@ class StoreConfig:
         values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         values["columns"] = dict(self.columns)
         values["index_params"] = dict(self.index_params)
+        values["read_replicas"] = list(self.read_replicas)
         return values
 
     # -- derived -------------------------------------------------------------------------------
@@ -469,6 +509,8 @@ class StoreConfig:
             value = getattr(self, field.name)
             if field.name == "connection_string" and value is not None:
                 value = redact_dsn(value)
+            elif field.name == "read_replicas":
+                value = tuple(redact_dsn(dsn) for dsn in value)
             if isinstance(value, MappingProxyType):
                 value = dict(value)
             shown.append(f"{field.name}={value!r}")

@@ -121,8 +121,10 @@ class EmbeddedServer:
         data_dir: str | os.PathLike[str] | None = None,
         *,
         settings: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         self._temporary = data_dir is None
+        self._port = port  # None: a free loopback port at each start
         if data_dir is None:
             data_dir = tempfile.mkdtemp(prefix="pgvs-pg-")
         self.data_dir = Path(data_dir).expanduser().resolve()
@@ -260,8 +262,38 @@ class EmbeddedServer:
             else:
                 self._initdb()
                 self._start_postmaster(timeout)
-            self._ensure_extension()
+            if not self.is_standby:  # read-only; the extension arrives by replication
+                self._ensure_extension()
         return self.dsn()
+
+    @property
+    def is_standby(self) -> bool:
+        """Whether this data directory is a streaming replica's (``standby.signal``)."""
+        return (self.data_dir / "standby.signal").exists()
+
+    def create_replica(
+        self, data_dir: str | os.PathLike[str] | None = None, *, port: int | None = None
+    ) -> EmbeddedServer:
+        """A streaming replica of this running server, not yet started: ``pg_basebackup -R``
+        over loopback into ``data_dir`` (default: a new temporary directory, removed by the
+        replica's :meth:`stop`). initdb's defaults are all it needs: ``wal_level=replica``,
+        ``max_wal_senders=10`` and a ``host replication`` entry for 127.0.0.1 in pg_hba.conf.
+        """
+        replica = EmbeddedServer(data_dir, settings=self.settings, port=port)
+        replica.data_dir.mkdir(parents=True, exist_ok=True)
+        replica.data_dir.chmod(0o700)
+        replica._prepare_permissions()
+        self._run(
+            "pg_basebackup",
+            [
+                *("-h", "127.0.0.1", "-p", str(self.port), "-U", _SUPERUSER),
+                *("-D", str(replica.data_dir)),
+                "-R",  # standby.signal and primary_conninfo: it streams from this server
+                *("-X", "stream", "--checkpoint=fast", "--no-sync"),
+            ],
+        )
+        (replica.data_dir / "server.log").unlink(missing_ok=True)  # the primary's copy
+        return replica
 
     def _start_postmaster(self, timeout: float) -> None:
         stale = self.data_dir / "postmaster.pid"
@@ -269,7 +301,7 @@ class EmbeddedServer:
             stale.unlink(missing_ok=True)
         last_error: Exception | None = None
         for _attempt in range(5):  # the free port can be taken between probe and bind
-            port = _free_port()
+            port = self._port or _free_port()
             options = " ".join(
                 f"-c {key}={value!r}" if value == "" else f"-c {key}={value}"
                 for key, value in {**self.settings, "port": str(port)}.items()

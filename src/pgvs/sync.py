@@ -67,6 +67,11 @@ class PGVectorStore(SyncStoreBase):
     centroid = blocking_twin(AsyncPGVectorStore.centroid)
     acentroid = coroutine_twin(AsyncPGVectorStore.centroid)
 
+    # -- tenants -----------------------------------------------------------------------------------
+
+    drop_domain = blocking_twin(AsyncPGVectorStore.drop_domain)
+    adrop_domain = coroutine_twin(AsyncPGVectorStore.drop_domain)
+
     # -- vector indexes ----------------------------------------------------------------------------
 
     create_index = blocking_twin(AsyncPGVectorStore.create_index)

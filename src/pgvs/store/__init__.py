@@ -7,6 +7,8 @@
 - ``_writes`` / ``_reads``: row writes; counts, gets and searches.
 - ``_index_manager``: index builds (locks, progress, the automatic build) and query defaults.
 - ``_ingest`` / ``_ingest_pipeline`` / ``_ingest_sources``: bulk upserts by binary COPY.
+- ``_replicas``: reads routed to read replicas (read-your-writes); ``_tenancy``: tenant
+  partitions and the Citus table.
 """
 
 from __future__ import annotations

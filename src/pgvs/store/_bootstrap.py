@@ -20,6 +20,7 @@ from ._context import StoreContext
 from ._index_manager import IndexManager
 from ._projection import ensure_projection
 from ._session import logger
+from ._tenancy import check_distributed, distribute, partitioned_problem
 
 __all__ = ["prepare_schema"]
 
@@ -65,6 +66,7 @@ async def prepare_schema(
         # Iterative index scans (and their settings) arrived in pgvector 0.8.0; an older
         # server would reject the unknown hnsw.* settings.
         indexes.iterative = ix.version_tuple(str(version)) >= (0, 8, 0)
+        await check_distributed(connection, ctx)  # before any DDL
         await connection.execute(_LOCK, sql.lock_key())
         exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", sql.table_text)
         if not exists:
@@ -86,6 +88,10 @@ async def prepare_schema(
         elif config.text_search is not None and config.auto_create_table:
             await _add_text_search(connection, ctx)
         await _verify_table(connection, ctx)
+        problem = await partitioned_problem(connection, ctx)
+        if problem is not None:
+            raise SchemaMismatchError(problem, hint="Leave partition_by unset for this table.")
+        await distribute(connection, ctx)
         if config.pca:
             await ensure_projection(ctx, connection)
         index_due = await indexes.initial_index(connection)

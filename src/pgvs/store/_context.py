@@ -70,7 +70,11 @@ class StoreContext:
         self.has_domain = self.sql.has("domain_id")
         # A store of an explicit domain shares its table with other tenants: every search is
         # filtered (by domain), so it gets the iterative-scan settings of filtered searches.
-        self.tenant = config.domain_id is not None and self.has_domain
+        # Not with partition_by: the tenant's partition (and its index) holds its rows only, so
+        # its searches are plain ones (one round trip, no settings).
+        self.tenant = (
+            config.domain_id is not None and self.has_domain and config.partition_by is None
+        )
         self.dense = config.vector_type in ("vector", "halfvec")
         self.half = config.vector_type == "halfvec"
         self.query_shape = (config.dimensions,)

@@ -18,6 +18,7 @@ from ._context import StoreContext
 from ._index_manager import IndexManager
 from ._session import Session, retried_read
 from ._stats import read_stats
+from ._tenancy import Tenancy
 from ._tuner import TuneProgress, Tuner
 
 __all__ = ["IndexMethods"]
@@ -30,6 +31,7 @@ class IndexMethods:
     _session: Session
     _indexes: IndexManager
     _tuner: Tuner
+    _tenancy: Tenancy
 
     # -- vector indexes ------------------------------------------------------------------------
 
@@ -68,6 +70,9 @@ class IndexMethods:
         several. Searches whose filter (and tenant) implies a partial index's predicate use it
         (``explain_search`` says which), with no iterative scan when the filter says no more.
         """
+        self._tenancy.check_index_operation(
+            "create_index", concurrently=concurrently, partial=where is not None or bool(domain)
+        )
         return await self._indexes.create_index(
             index_type,
             params,
@@ -90,6 +95,7 @@ class IndexMethods:
         first. Automatic creation does not rebuild a dropped full index in this store object; a
         new store (a restart) with ``auto_create_index`` would.
         """
+        self._tenancy.check_index_operation("drop_index", concurrently=concurrently)
         return await self._indexes.drop_index(name, concurrently=concurrently)
 
     @translated
@@ -107,6 +113,7 @@ class IndexMethods:
         INVALID index too. Returns the new status; when there is no index, returns
         the (missing) status and does nothing.
         """
+        self._tenancy.check_index_operation("reindex", concurrently=concurrently)
         return await self._indexes.reindex(
             concurrently=concurrently,
             maintenance_work_mem=maintenance_work_mem,

@@ -31,8 +31,10 @@ from ._index_api import IndexMethods
 from ._index_manager import IndexManager
 from ._ingest import ingest_columns, run_ingest
 from ._reads import Reader
+from ._replicas import ReadParts, ReadRouting, Replicas, noted_write
 from ._session import Session, retried_read
 from ._strategies import Strategies
+from ._tenancy import Tenancy, is_missing_partition
 from ._tuner import Tuner
 from ._writes import Writer
 
@@ -63,6 +65,9 @@ class AsyncPGVectorStore(IndexMethods):
         self._writer = Writer(self._ctx, self._session, self._indexes.after_write)
         self._strategies = Strategies(self._ctx, self._session, self._reader)
         self._tuner = Tuner(self._ctx, self._session, self._indexes)
+        self._tenancy = Tenancy(self._ctx, self._session)
+        primary = ReadParts(self._session, self._reader, self._strategies)
+        self._replicas = Replicas(self._ctx, primary, self._indexes)
 
     def __repr__(self) -> str:
         c = self._ctx.config
@@ -75,6 +80,11 @@ class AsyncPGVectorStore(IndexMethods):
     @property
     def config(self) -> StoreConfig:
         return self._ctx.config
+
+    @property
+    def read_routing(self) -> ReadRouting:
+        """Where reads went: replica and primary counts, read-your-writes waits (``read_replicas``)."""
+        return self._replicas.routing()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -121,11 +131,13 @@ class AsyncPGVectorStore(IndexMethods):
         is an INVALID index, which the next start-up (or create_index) repairs.
         """
         await self._indexes.cancel_background()
+        await self._replicas.close()
         await self._session.close()
 
     # -- writes --------------------------------------------------------------------------------
 
     @translated
+    @noted_write
     async def add_vectors(
         self,
         vectors: Any,
@@ -141,11 +153,22 @@ class AsyncPGVectorStore(IndexMethods):
         all rows or none. A repeated id within one call keeps its last row. Missing ids are
         generated (uuid4 for uuid and text ids, the column's sequence for bigint).
         """
+        await self._tenancy.ensure_partition()
+        try:
+            return await self._writer.add_vectors(
+                vectors, ids, metadata, contents, document_ids, chunk_indexes
+            )
+        except Exception as exc:  # the partition was dropped since: nothing was written
+            if not is_missing_partition(exc):
+                raise
+            self._tenancy.partition_lost()
+            await self._tenancy.ensure_partition()
         return await self._writer.add_vectors(
             vectors, ids, metadata, contents, document_ids, chunk_indexes
         )
 
     @translated
+    @noted_write
     async def update_metadata(
         self,
         ids: Sequence[Any],
@@ -160,21 +183,25 @@ class AsyncPGVectorStore(IndexMethods):
         return await self._writer.update_metadata(ids, metadatas, merge)
 
     @translated
+    @noted_write
     async def delete_vectors(self, ids: Sequence[Any]) -> int:
         """Delete rows by id; returns how many were deleted."""
         return await self._writer.delete_vectors(ids)
 
     @translated
+    @noted_write
     async def delete(self, filter: Mapping[str, Any]) -> int:
         """Delete the rows matching a (non-empty) filter; returns how many. See ``clear()``."""
         return await self._writer.delete(filter)
 
     @translated
+    @noted_write
     async def clear(self) -> int:
         """Delete every row of this store's domain; returns how many."""
         return await self._writer.clear()
 
     @translated
+    @noted_write
     async def ingest(
         self,
         data: Any,
@@ -222,6 +249,9 @@ class AsyncPGVectorStore(IndexMethods):
         before its batch is sent; a ConnectionLostError, ...). Bad arguments raise
         ValidationError or ConfigurationError before anything runs.
         """
+        # Checked every call (one short transaction): an ingest cannot be retried row-exactly
+        # the way add_vectors is when the partition was dropped since this store made it.
+        await self._tenancy.ensure_partition(check=True)
         result = await run_ingest(
             self._ctx,
             self._session,
@@ -241,7 +271,7 @@ class AsyncPGVectorStore(IndexMethods):
     @retried_read
     async def count(self, filter: Mapping[str, Any] | None = None) -> int:
         """How many rows (matching ``filter``) this store's domain holds."""
-        return await self._reader.count(filter)
+        return await self._replicas.read(lambda parts: parts.reader.count(filter))
 
     @translated
     @retried_read
@@ -251,7 +281,9 @@ class AsyncPGVectorStore(IndexMethods):
         Each :class:`~pgvs.results.Record` is a tuple ``(vector, metadata)`` with more
         attributes (``id``, ``content``, ``document_id``, ``chunk_index``).
         """
-        return await self._reader.get_vectors(ids, include_metadata)
+        return await self._replicas.read(
+            lambda parts: parts.reader.get_vectors(ids, include_metadata)
+        )
 
     @translated
     @retried_read
@@ -278,17 +310,10 @@ class AsyncPGVectorStore(IndexMethods):
         ``exact=True`` bypasses the vector index (exact results). A filtered search uses
         pgvector's iterative index scans, so it returns ``k`` rows when ``k`` rows match.
         """
-        return await self._reader.search(
-            query,
-            k,
-            filter,
-            include_metadata,
-            include_vectors,
-            min_score,
-            ef_search,
-            probes,
-            exact,
-        )
+        args = (query, k, filter, include_metadata, include_vectors, min_score, ef_search)
+        if not self._replicas.enabled:  # the hot path: no routing frame
+            return await self._reader.search(*args, probes, exact)
+        return await self._replicas.read(lambda parts: parts.reader.search(*args, probes, exact))
 
     @translated
     @retried_read
@@ -306,16 +331,18 @@ class AsyncPGVectorStore(IndexMethods):
         exact: bool = False,
     ) -> list[list[SearchResult]]:
         """``search`` for many queries in one statement; one result list per query, in order."""
-        return await self._reader.search_batch(
-            queries,
-            k,
-            filter,
-            include_metadata,
-            include_vectors,
-            min_score,
-            ef_search,
-            probes,
-            exact,
+        return await self._replicas.read(
+            lambda parts: parts.reader.search_batch(
+                queries,
+                k,
+                filter,
+                include_metadata,
+                include_vectors,
+                min_score,
+                ef_search,
+                probes,
+                exact,
+            )
         )
 
     @translated
@@ -337,8 +364,10 @@ class AsyncPGVectorStore(IndexMethods):
         (which runs the search). ``uses_vector_index`` says whether an HNSW/IVFFlat index serves
         the ordering.
         """
-        return await self._reader.explain_search(
-            query, k, filter, ef_search, probes, exact, analyze
+        return await self._replicas.read(
+            lambda parts: parts.reader.explain_search(
+                query, k, filter, ef_search, probes, exact, analyze
+            )
         )
 
     # -- search strategies ---------------------------------------------------------------------
@@ -362,8 +391,10 @@ class AsyncPGVectorStore(IndexMethods):
         ``torch.nanmean`` and ``grid_sample`` are found by their names and their parts.
         Results carry the rank as ``score`` and ``text_rank``; ``distance`` is NaN.
         """
-        return await self._strategies.text_search(
-            text, k, filter, include_metadata, include_vectors
+        return await self._replicas.read(
+            lambda parts: parts.strategies.text_search(
+                text, k, filter, include_metadata, include_vectors
+            )
         )
 
     @translated
@@ -393,19 +424,21 @@ class AsyncPGVectorStore(IndexMethods):
         scores min-max normalised. Results carry the fused ``score``, the exact ``distance``
         to ``query``, and ``vector_rank`` / ``text_rank`` (None where a leg missed the row).
         """
-        return await self._strategies.hybrid_search(
-            query,
-            text,
-            k,
-            filter,
-            fusion,
-            rrf_k,
-            vector_weight,
-            text_weight,
-            candidates,
-            ef_search,
-            include_metadata,
-            include_vectors,
+        return await self._replicas.read(
+            lambda parts: parts.strategies.hybrid_search(
+                query,
+                text,
+                k,
+                filter,
+                fusion,
+                rrf_k,
+                vector_weight,
+                text_weight,
+                candidates,
+                ef_search,
+                include_metadata,
+                include_vectors,
+            )
         )
 
     @translated
@@ -427,8 +460,10 @@ class AsyncPGVectorStore(IndexMethods):
         runs in numpy (cosine similarity): ``lambda_mult=1`` is plain nearest order, ``0``
         maximal diversity. Results are in the order chosen, with their distances and scores.
         """
-        return await self._strategies.mmr_search(
-            query, k, fetch_k, lambda_mult, filter, include_metadata, include_vectors
+        return await self._replicas.read(
+            lambda parts: parts.strategies.mmr_search(
+                query, k, fetch_k, lambda_mult, filter, include_metadata, include_vectors
+            )
         )
 
     @translated
@@ -439,7 +474,16 @@ class AsyncPGVectorStore(IndexMethods):
         """The mean vector of the rows given by ``ids`` and/or ``filter`` (all rows of the domain
         without either), computed on the server with pgvector's ``avg()``; None when no row
         matches."""
-        return await self._strategies.centroid(ids, filter)
+        return await self._replicas.read(lambda parts: parts.strategies.centroid(ids, filter))
+
+    # -- tenants -------------------------------------------------------------------------------
+
+    @translated
+    @noted_write
+    async def drop_domain(self, domain: str) -> bool:
+        """Remove every row of tenant ``domain``: with ``partition_by="domain"`` a DROP of its
+        partition (O(1)); otherwise a DELETE of its rows. True when it had a partition (rows)."""
+        return await self._tenancy.drop_domain(domain)
 
 
 class VectorStoreFactory:

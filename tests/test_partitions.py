@@ -1,0 +1,339 @@
+"""Tenant partitions (``partition_by="domain"``) on a real server, the Citus refusal, and the pure
+rules of :mod:`pgvs.scale`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import asyncpg
+import numpy as np
+import pytest
+
+from pgvs import AsyncPGVectorStore, ConfigurationError, SchemaMismatchError, StoreConfig
+from pgvs.scale import (
+    CITUS_DISTRIBUTE,
+    ReplicaRotation,
+    create_partition_sql,
+    distribute_args,
+    partition_name,
+)
+
+DIM = 4
+
+
+def make(pg_dsn: str, table: str, domain: str | None, **options: Any) -> AsyncPGVectorStore:
+    return AsyncPGVectorStore(
+        connection_string=pg_dsn,
+        dimensions=DIM,
+        table_name=table,
+        domain_id=domain,
+        partition_by="domain",
+        **options,
+    )
+
+
+def rows(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, DIM), dtype=np.float32) + 0.01
+
+
+def relations(plan: Mapping[str, Any]) -> Iterator[str]:
+    if "Relation Name" in plan:
+        yield plan["Relation Name"]
+    for child in plan.get("Plans", []):
+        yield from relations(child)
+
+
+async def partitions(conn: Any, table: str) -> set[str]:
+    found = await conn.fetch(
+        "SELECT relid::regclass::text AS name FROM pg_partition_tree($1::regclass) WHERE level = 1",
+        table,
+    )
+    return {row["name"] for row in found}
+
+
+async def test_each_tenant_gets_a_partition_with_its_own_hnsw_index_and_searches_stay_in_it(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    async with make(pg_dsn, table_name, "a") as a, make(pg_dsn, table_name, "b") as b:
+        assert await partitions(raw_conn, table_name) == set()  # none before a first write
+        ids_a = await a.add_vectors(rows(20, 1))
+        await b.add_vectors(rows(30, 2))
+        part_a, part_b = partition_name(table_name, "a"), partition_name(table_name, "b")
+        assert await partitions(raw_conn, table_name) == {part_a, part_b}
+        for part in (part_a, part_b):
+            methods = await raw_conn.fetch(
+                "SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = $1::regclass",
+                part,
+            )
+            assert "hnsw" in {row["amname"] for row in methods}
+        assert await a.count() == 20
+        assert await b.count() == 30
+        hits = await a.search(rows(20, 1)[3], 5)
+        assert hits[0].id == ids_a[3]
+        assert {h.id for h in hits} <= set(ids_a)
+        status = await a.index_status()
+        assert status.valid
+        assert status.index_type == "hnsw"
+
+        # The tenant's plan reads only its partition (pruned at planning time) ...
+        for analyze in (False, True):
+            explained = await a.explain_search(rows(1, 7)[0], 5, analyze=analyze)
+            assert set(relations(explained.plan)) == {part_a}
+            # No iterative scan, no SET LOCAL: within its partition a tenant's search is plain.
+            assert explained.settings == ()
+        # The partition's own HNSW index serves it (sorts and scans off, as on a big table).
+        async with make(pg_dsn, table_name, "a", pool_min_size=1, pool_max_size=1) as forced:
+            await forced.pool.execute(
+                "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off"
+            )
+            explained = await forced.explain_search(rows(1, 7)[0], 5)
+            assert explained.uses_vector_index, explained.plan
+            index_table = await raw_conn.fetchval(
+                "SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = to_regclass($1)",
+                explained.index_name,
+            )
+            assert index_table == part_a
+        # ... and a generic plan of the same shape prunes the others when it starts.
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            await conn.execute(
+                f"PREPARE q(text, vector) AS SELECT id FROM {table_name} WHERE domain_id = $1 "
+                "ORDER BY embedding <=> $2 LIMIT 5"
+            )
+            document = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE q('a', '[1,2,3,4]')"
+            )
+            plan = json.loads(document)[0]["Plan"]
+            assert set(relations(plan)) == {part_a}
+            assert "Subplans Removed" in document
+        finally:
+            await conn.close()
+
+
+async def test_drop_domain_drops_the_partition_and_a_later_write_brings_it_back(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    async with make(pg_dsn, table_name, "keep") as keep, make(pg_dsn, table_name, "gone") as gone:
+        await keep.add_vectors(rows(5, 1))
+        await gone.add_vectors(rows(7, 2))
+        assert await keep.drop_domain("gone") is True
+        assert await partitions(raw_conn, table_name) == {partition_name(table_name, "keep")}
+        assert await gone.count() == 0
+        assert await keep.count() == 5
+        assert await keep.drop_domain("never-written") is False
+        # The other store still believes its partition exists: its write recreates it.
+        await gone.add_vectors(rows(2, 3))
+        assert await gone.count() == 2
+        assert len(await partitions(raw_conn, table_name)) == 2
+        # The same for an add_vectors large enough to take the COPY path, and for an ingest.
+        assert await keep.drop_domain("gone") is True
+        await gone.add_vectors(rows(600, 4))
+        assert await gone.count() == 600
+        assert await keep.drop_domain("gone") is True
+        assert (await gone.ingest(rows(700, 5))).rows_written == 700
+        assert await gone.count() == 700
+
+
+async def test_racing_first_writes_make_one_partition_and_ingest_routes_rows(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    stores = [make(pg_dsn, table_name, "racer") for _ in range(4)]
+    try:
+        await asyncio.gather(*(store.initialize() for store in stores))
+        await asyncio.gather(
+            *(store.add_vectors(rows(3, seed)) for seed, store in enumerate(stores))
+        )
+        assert await stores[0].count() == 12
+        assert await partitions(raw_conn, table_name) == {partition_name(table_name, "racer")}
+    finally:
+        for store in stores:
+            await store.close()
+    async with make(pg_dsn, table_name, "bulk") as bulk:
+        result = await bulk.ingest(rows(1200, 4), batch_size=500)
+        assert result.rows_written == 1200
+        assert await bulk.count() == 1200
+        on_partition = await raw_conn.fetchval(
+            f"SELECT count(*) FROM {partition_name(table_name, 'bulk')}"
+        )
+        assert on_partition == 1200
+
+
+FIRST_WRITE_RACE = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pgvs import AsyncPGVectorStore
+
+    async def main() -> None:
+        store = AsyncPGVectorStore(connection_string=sys.argv[1], dimensions=4,
+                                   table_name=sys.argv[2], domain_id=sys.argv[3],
+                                   partition_by="domain", pool_min_size=1, pool_max_size=2)
+        await store.initialize()
+        await store.add_vectors([[float(sys.argv[4]) + 1.0] * 4])
+        await store.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.slow
+async def test_processes_racing_to_create_a_new_table_and_its_tenants(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    domains = ["red", "red", "red", "blue", "blue", "green"]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            *(sys.executable, "-c", FIRST_WRITE_RACE, pg_dsn, table_name, domain, str(i)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i, domain in enumerate(domains)
+    ]
+    outcomes = [await p.communicate() for p in processes]
+    failures = [
+        err.decode() for p, (_, err) in zip(processes, outcomes, strict=True) if p.returncode
+    ]
+    assert failures == []
+    expected = {partition_name(table_name, domain) for domain in domains}
+    assert await partitions(raw_conn, table_name) == expected
+    counts = await raw_conn.fetch(
+        f"SELECT domain_id, count(*) AS n FROM {table_name} GROUP BY domain_id"
+    )
+    assert {row["domain_id"]: row["n"] for row in counts} == {"red": 3, "blue": 2, "green": 1}
+
+
+async def test_index_operations_a_partitioned_table_cannot_take_are_refused(
+    pg_dsn: str, table_name: str
+) -> None:
+    async with make(pg_dsn, table_name, "a") as store:
+        for call in (
+            store.create_index(concurrently=True),
+            store.create_index(domain="a"),
+            store.reindex(),
+            store.drop_index(concurrently=True),
+        ):
+            with pytest.raises(ConfigurationError) as caught:
+                await call
+            assert caught.value.hint
+            assert "docs/scale.md" in caught.value.hint
+
+
+async def test_an_unpartitioned_table_is_not_taken_for_a_partitioned_one(
+    pg_dsn: str, table_name: str
+) -> None:
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=DIM, table_name=table_name, domain_id="x"
+    ) as plain:
+        await plain.add_vectors(rows(4, 1))
+        assert await plain.drop_domain("x") is True  # a DELETE of its rows here
+        assert await plain.count() == 0
+    with pytest.raises(SchemaMismatchError, match="not a partitioned table"):
+        await make(pg_dsn, table_name, "x").initialize()
+
+
+async def test_distributed_without_citus_is_a_configuration_error_before_any_ddl(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    store = AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=DIM, table_name=table_name, distributed=True
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        await store.initialize()
+    assert "citus" in str(caught.value)
+    assert caught.value.hint
+    assert "CREATE EXTENSION citus" in caught.value.hint
+    assert await raw_conn.fetchval("SELECT to_regclass($1)", table_name) is None
+    await store.close()
+
+
+# -- pure rules ------------------------------------------------------------------------------
+
+
+def test_scale_settings_are_validated() -> None:
+    with pytest.raises(ConfigurationError, match="partition_by"):
+        StoreConfig.from_mapping(dimensions=3, partition_by="tenant")
+    with pytest.raises(ConfigurationError, match="IVFFlat"):
+        StoreConfig(dimensions=3, partition_by="domain", index_type="ivfflat")
+    with pytest.raises(ConfigurationError, match="domain_id to None"):
+        StoreConfig(
+            dimensions=3,
+            distributed=True,
+            columns={"domain_id": None},
+            auto_create_table=False,
+        )
+    with pytest.raises(ConfigurationError, match="not supported"):
+        StoreConfig(dimensions=3, partition_by="domain", distributed=True)
+    with pytest.raises(ConfigurationError, match="auto_create_table"):
+        StoreConfig(dimensions=3, partition_by="domain", auto_create_table=False)
+    with pytest.raises(ConfigurationError, match="distributed"):
+        StoreConfig.from_mapping(dimensions=3, distributed="yes")
+
+
+def test_partition_names_are_distinct_short_and_quoted() -> None:
+    names = {partition_name("t", domain) for domain in ("a", "A", "a b", "a_b", "", "ü" * 80)}
+    assert len(names) == 6
+    long = partition_name("x" * 63, "tenant-" * 20)
+    assert len(long.encode()) <= 63
+    sql = create_partition_sql("public", '"public"."t"', "t_p_x", "it's", "fillfactor = 90")
+    assert sql == (
+        'CREATE TABLE IF NOT EXISTS "public"."t_p_x" PARTITION OF "public"."t" '
+        "FOR VALUES IN ('it''s') WITH (fillfactor = 90)"
+    )
+
+
+def test_the_citus_statement() -> None:
+    assert CITUS_DISTRIBUTE == "SELECT create_distributed_table($1, $2)"
+    assert distribute_args('"public"."docs"', "domain_id") == ('"public"."docs"', "domain_id")
+
+
+def test_replica_rotation_round_robin_skips_failed_until_the_retry_time() -> None:
+    rotation = ReplicaRotation(3, retry_after=10)
+    assert [rotation.pick(0) for _ in range(4)] == [0, 1, 2, 0]
+    rotation.failed(1, now=0)
+    assert [rotation.pick(1) for _ in range(4)] == [2, 0, 2, 0]
+    assert rotation.is_down(1, 9.9)
+    assert not rotation.is_down(1, 10)
+    rotation.failed(0, now=5)
+    rotation.failed(2, now=5)
+    assert rotation.pick(9) is None  # all down: the primary answers
+    assert rotation.pick(10) == 1  # the first one's retry time has come
+
+
+async def test_tune_measures_a_tenants_own_index(pg_dsn: str, table_name: str) -> None:
+    async with make(pg_dsn, table_name, "a") as store:
+        await store.ingest(rows(1500, 11))
+        await make_busy_neighbour(pg_dsn, table_name)
+        report = await store.tune(queries=rows(10, 12), target_recall=0.9)
+        # tune() refuses a plan that bypasses the vector index: it found the partition's.
+        assert report.points
+        assert report.setting is not None
+        # A tenant's partition holds its rows only: its searches are not filtered ones.
+        assert not report.filtered
+
+
+async def make_busy_neighbour(pg_dsn: str, table_name: str) -> None:
+    async with make(pg_dsn, table_name, "b") as other:
+        await other.add_vectors(rows(50, 13))
+
+
+def test_the_sync_store_drops_domains_and_reports_routing(pg_dsn: str, table_name: str) -> None:
+    from pgvs import PGVectorStore
+
+    options = {"domain_id": "s", "partition_by": "domain"}
+    with PGVectorStore(
+        connection_string=pg_dsn, dimensions=DIM, table_name=table_name, **options
+    ) as store:
+        store.add_vectors(rows(2, 1))
+        assert store.count() == 2
+        assert store.drop_domain("s") is True
+        assert store.count() == 0
+        routing = store.read_routing
+        assert routing.primary_reads == routing.replica_reads == 0  # no replicas: not routed
