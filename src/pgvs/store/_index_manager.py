@@ -412,6 +412,7 @@ class IndexManager:
                 settings=settings,
                 progress=progress,
                 description=f"{index_type} index",
+                spec=spec,  # maintenance_work_mem sized to its graph, unless given
             )
             if comment is not None:
                 # A utility statement takes no parameters: the comment goes through the one
