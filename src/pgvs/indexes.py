@@ -331,11 +331,12 @@ def build_settings(
     return settings
 
 
-#: Bytes of one element of an in-memory HNSW graph beyond its value: the element itself (with
-#: its heap TIDs), the neighbour arrays' headers and allocation overhead. With the value (8 + 4 *
-#: 768 bytes) and 2 * m neighbour candidates of 16 bytes this gives 3,792 bytes at 768-d, m=16;
-#: pgvector 0.8.6 here reported the 64MB graph full after 17,698 tuples: 3,792 bytes each.
-_HNSW_ELEMENT_OVERHEAD: Final = 200
+# Bytes of one element of pgvector's in-memory HNSW build beyond its value: its header and
+# neighbour-array bookkeeping, and ~2m+1 neighbour candidates (2m on layer 0, m/(m-1) on average
+# above) of 16 bytes. Calibrated on pgvector 0.8.6's own notice ("hnsw graph no longer fits into
+# maintenance_work_mem after N tuples"): 8 MB held 8,636 64-d elements (m=16), 2,213 768-d and
+# 8,620 128-d (m=8), 64 MB 17,698 768-d; this formula says 8,630, 2,214, 8,630 and 17,713.
+_HNSW_ELEMENT_OVERHEAD: Final = 180
 _HNSW_CANDIDATE_BYTES: Final = 16
 #: Head-room over the estimate (rows written while the build runs, estimate error), and a floor.
 _GRAPH_MARGIN: Final = 1.2
@@ -349,10 +350,10 @@ _UNKNOWN_MEMORY_CAP: Final = 1 << 30
 def graph_bytes(rows: int, dimensions: int, indexed_type: str, m: int = 16) -> int:
     """Memory an in-memory HNSW build of ``rows`` needs (pgvector keeps the whole graph in
     ``maintenance_work_mem``; past it, the build goes on inserting on disk, many times slower)."""
-    value = {"vector": 4 * dimensions, "halfvec": 2 * dimensions}.get(
-        indexed_type, -(-dimensions // 8)
+    value = {"halfvec": 2 * dimensions, "bit": -(-dimensions // 8)}.get(
+        indexed_type, 4 * dimensions
     )
-    per_element = 8 + value + 2 * m * _HNSW_CANDIDATE_BYTES + _HNSW_ELEMENT_OVERHEAD
+    per_element = 8 + value + (2 * m + 1) * _HNSW_CANDIDATE_BYTES + _HNSW_ELEMENT_OVERHEAD
     return max(0, rows) * per_element
 
 
