@@ -164,6 +164,37 @@ async def test_a_failed_load_leaves_the_index_to_the_background_build(
         assert status.usable
 
 
+async def test_partial_indexes_keep_the_index_in_place(pg_dsn: str, table_name: str) -> None:
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=DIM, table_name=table_name
+    ) as store:
+        await store.create_index(where={"lang": "de"})  # built on the empty table
+        result = await store.ingest(np.random.default_rng(6).standard_normal((800, DIM)))
+        assert "index_build" not in result.details
+        assert result.batch_size == 500  # loaded into the indexes
+        assert len([s for s in await store.list_indexes() if s.usable]) == 2
+
+
+async def test_the_server_reads_its_memory_only_when_allowed(
+    pg_dsn: str, raw_conn: asyncpg.Connection, table_name: str
+) -> None:
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=DIM, table_name=table_name
+    ) as store:
+        builds = store._indexes.builds
+        total, available = await builds.server_memory(raw_conn)  # a superuser: allowed
+        assert total is not None
+        assert available is not None
+        assert 0 < available <= total
+        role = "pgvs_no_file_access"
+        await raw_conn.execute(
+            f"DO $$ BEGIN CREATE ROLE {role}; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        async with raw_conn.transaction():
+            await raw_conn.execute(f"SET LOCAL ROLE {role}")
+            assert await builds.server_memory(raw_conn) == (None, None)
+
+
 # -- recall on real data --------------------------------------------------------------------------
 
 
