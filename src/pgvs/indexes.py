@@ -335,10 +335,10 @@ def build_settings(
 # neighbour-array bookkeeping, and ~2m+1 neighbour candidates (2m on layer 0, m/(m-1) on average
 # above) of 16 bytes. Calibrated on pgvector 0.8.6's own notice ("hnsw graph no longer fits into
 # maintenance_work_mem after N tuples"): 8 MB held 8,636 64-d elements (m=16), 2,213 768-d and
-# 8,620 128-d (m=8), 64 MB 17,698 768-d; this formula says 8,630, 2,214, 8,630 and 17,713.
+# 8,620 128-d (m=8), 64 MB 17,698 768-d; this formula says 8,630, 2,214, 8,630 and 17,716.
 _HNSW_ELEMENT_OVERHEAD: Final = 180
 _HNSW_CANDIDATE_BYTES: Final = 16
-#: Head-room over the estimate (rows written while the build runs, estimate error), and a floor.
+#: Head-room over the estimate (rows written while the build runs, estimate error); +16MB.
 _GRAPH_MARGIN: Final = 1.2
 _MIB: Final = 1 << 20
 #: Of the server's memory, a build takes at most a quarter of the total and half of what is
