@@ -10,7 +10,8 @@ returns once the index is valid. Measured (docs/indexes.md, ``python -m bench se
 
 Crash safety: nothing here is unlogged. A process that dies between the drop and the build
 leaves a table with rows and no index, which the next ``initialize()`` sees and builds in the
-background, as for any populated table; a failed load starts that background build at once.
+background, as for any populated table. A load that fails rebuilds the index over the rows
+committed so far before its error is raised (a cancelled one leaves it to the background build).
 """
 
 from __future__ import annotations
@@ -33,37 +34,57 @@ __all__ = ["load_then_build"]
 _DROP_LOCK_TIMEOUT = "2s"
 
 
-async def _defer_index(indexes: IndexManager) -> bool:
+async def _defer_index(indexes: IndexManager) -> dict[str, int] | None:
     """Drop the store's HNSW index if the table is empty and it is the table's only vector
-    index, under the build lock (no pgvs builder elsewhere races it). True when dropped."""
+    index, under the build lock (no pgvs builder elsewhere races it). Returns the dropped
+    index's own parameters (the build after the load rebuilds exactly it), None when kept.
+
+    Only with ``auto_create_index``: should this process die before the build, the next store
+    to open the table builds the index in the background (the CLI's stores, which never build
+    on their own, keep loading into the index)."""
     ctx = indexes.ctx
     config = ctx.config
     if config.index_type != "hnsw" or not config.auto_create_index or config.pca:
-        return False
+        return None
     name = ctx.sql.index_name("hnsw")
     connection = await indexes.session.connect_dedicated()
     try:
         if not await indexes.builds.lock(connection, wait=False):
-            return False  # another builder is at work: leave the index to it
+            return None  # another builder is at work: leave the index to it
         catalog = await read_catalog(ctx, connection)
         if [status.name for status, _ in catalog] != [name] or not catalog[0][0].usable:
-            return False  # missing, INVALID, or partial indexes beside it: not this path
+            return None  # missing, INVALID, or partial indexes beside it: not this path
+        status = catalog[0][0]
+        params = {key: int(value) for key, value in status.params.items()}
+        if status.opclass != indexes.index_spec("hnsw", params, rows=0).opclass:
+            return None  # not what this configuration would build: leave it alone
         async with connection.transaction():
             await connection.execute(
                 "SELECT set_config('lock_timeout', $1, true)", _DROP_LOCK_TIMEOUT
             )
             if await connection.fetchval(ctx.sql.has_rows()):
-                return False
+                return None
             try:
                 await connection.execute(ctx.sql.drop_index(name, concurrently=False))
             except asyncpg.LockNotAvailableError:
-                return False
+                return None
         # From here on the index is due: any later write (or a new process) builds it.
         indexes.wanted = True
         logger.info("ingest into empty %s: index %s is built after the load", ctx.sql.table, name)
-        return True
+        return params
     finally:
         await connection.close()
+
+
+async def _rebuild(indexes: IndexManager, params: dict[str, int]) -> None:
+    """After a failed load: the index back over the rows committed so far (the load's own error
+    is the one the caller sees; a failed rebuild is logged, and the next write retries it)."""
+    try:
+        await indexes.create_index("hnsw", params)
+    except Exception as exc:
+        logger.warning(
+            "ingest into %s failed, and so did rebuilding its index: %s", indexes.ctx.sql.table, exc
+        )
 
 
 async def load_then_build(
@@ -71,19 +92,23 @@ async def load_then_build(
 ) -> IngestResult:
     """Run ``load`` (the ingest); into an empty table, build the store's index after it."""
     started = time.perf_counter()
-    deferred = await _defer_index(indexes)
+    params = await _defer_index(indexes)
     try:
         result = await load()
-    except BaseException:
-        if deferred:
-            indexes.kick()  # the committed rows get their index in the background
+    except Exception:
+        if params is not None:
+            await _rebuild(indexes, params)  # the committed rows get their index, then the error
         raise
-    if not deferred:
+    except BaseException:  # cancelled: no waiting here; the background build takes over
+        if params is not None:
+            indexes.kick()
+        raise
+    if params is None:
         return result
     build_started = time.perf_counter()
     # Not CONCURRENTLY: one pass over the table instead of two plus a wait for every older
     # snapshot (measured in docs/indexes.md); writers of this table wait for the build.
-    await indexes.create_index()
+    await indexes.create_index("hnsw", params)
     details = {**result.details, "index_build": time.perf_counter() - build_started}
     return dataclasses.replace(
         result, details=details, elapsed_seconds=time.perf_counter() - started
