@@ -119,6 +119,11 @@ async def test_ingest_into_an_empty_table_builds_the_index_after_the_load(
         # the whole graph stayed in memory.
         assert any("maintenance_work_mem 19MB" in m for m in _messages(caplog)), caplog.text
         assert not any(SPILLED in m for m in _messages(caplog)), caplog.text
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pgvs"):
+            await store.reindex()  # a rebuild is sized the same way
+        assert any("maintenance_work_mem 19MB" in m for m in _messages(caplog)), caplog.text
+        assert not any(SPILLED in m for m in _messages(caplog)), caplog.text
         # A table with rows keeps its index: later ingests maintain it as they load.
         again = await store.ingest(rng.standard_normal((600, DIM)), ids=list(range(3000, 3600)))
         assert "index_build" not in again.details

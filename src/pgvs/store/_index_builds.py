@@ -105,33 +105,36 @@ class BuildRunner:
     async def sized(
         self,
         connection: asyncpg.Connection,
-        spec: ix.IndexSpec,
+        target: ix.IndexSpec | IndexStatus,
         settings: Sequence[tuple[str, str]],
     ) -> list[tuple[str, str]]:
-        """``settings`` plus a ``maintenance_work_mem`` that holds this HNSW build's whole graph
-        (:func:`pgvs.indexes.build_memory`), unless the call or the config chose one. Outside
-        any transaction, before the build's own."""
-        if spec.index_type != "hnsw" or any(n == "maintenance_work_mem" for n, _ in settings):
+        """``settings`` plus a ``maintenance_work_mem`` that holds the whole graph of this HNSW
+        build (``target``: the index to create, or the one to rebuild; see
+        :func:`pgvs.indexes.build_memory`), unless the call or the config chose one. Outside
+        any transaction."""
+        if target.index_type != "hnsw" or any(n == "maintenance_work_mem" for n, _ in settings):
+            return list(settings)
+        # The indexed type is the operator class's prefix: vector_, halfvec_, bit_, sparsevec_.
+        # A sparse graph's size follows its non-zero elements, not its dimensions: not sized.
+        indexed_type = (target.opclass or "").partition("_")[0]
+        if indexed_type not in ("vector", "halfvec", "bit"):
             return list(settings)
         row = await connection.fetchrow(_SIZING_QUERY, self.ctx.sql.table_text)
         rows = row["rows"] if row is not None else None
         if rows is None:
             rows = await connection.fetchval(self.ctx.sql.count_all())
-        config = self.ctx.config
-        indexed_type, _ = ix.indexed_as(config.vector_type, config.index_metric, spec.quantization)
-        graph = ix.graph_bytes(
-            int(rows), config.indexed_dimensions, indexed_type, int(spec.params.get("m", 16))
-        )
+        m = int(target.params.get("m", 16))
+        graph = ix.graph_bytes(int(rows), self.ctx.config.indexed_dimensions, indexed_type, m)
         total, available = await self.server_memory(connection)
         current = int(row["current"]) if row is not None else 0
         memory = ix.build_memory(graph, current=current, total=total, available=available)
         if memory.capped:
-            logger.warning("index %s on %s: %s", spec.name, self.ctx.sql.table, memory.advice())
+            logger.warning("index %s on %s: %s", target.name, self.ctx.sql.table, memory.advice())
         if memory.setting is None:
             return list(settings)
         logger.info(
             "index %s: maintenance_work_mem %s for the graph of %d rows",
-            spec.name,
+            target.name,
             memory.setting,
             int(rows),
         )
@@ -146,17 +149,17 @@ class BuildRunner:
         settings: Sequence[tuple[str, str]],
         progress: ProgressCallback | bool | None,
         description: str,
-        spec: ix.IndexSpec | None = None,
+        target: ix.IndexSpec | IndexStatus | None = None,
     ) -> None:
         """Run one CREATE INDEX / REINDEX with its settings, reporting progress if asked; the
-        build of ``spec`` gets a ``maintenance_work_mem`` sized to its graph (:meth:`sized`).
+        build of ``target`` gets a ``maintenance_work_mem`` sized to its graph (:meth:`sized`).
 
         Without CONCURRENTLY the statement runs in a transaction and the settings are
         ``SET LOCAL``. CONCURRENTLY cannot run in a transaction block, so the settings are
         session-level on this dedicated connection and reset right after.
         """
-        if spec is not None:
-            settings = await self.sized(connection, spec, settings)
+        if target is not None:
+            settings = await self.sized(connection, target, settings)
         bar = IndexProgressBar(description) if progress is True else None
         callback: ProgressCallback | None = bar if bar is not None else progress or None  # type: ignore[assignment]
 
