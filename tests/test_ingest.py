@@ -200,7 +200,9 @@ def test_default_batch_size() -> None:
 async def test_tables_with_a_vector_index_get_smaller_batches(
     store: AsyncPGVectorStore, pg_dsn: str, table_name: str
 ) -> None:
-    # The store fixture's table has the default HNSW index; one without an index does not.
+    # The store fixture's table has the default HNSW index; one without an index does not. One
+    # row first: into an empty table, ingest loads without the index and builds it after.
+    await store.add_vectors(np.ones((1, DIM)))
     indexed = await ingest(store, np.ones((1200, DIM)))
     # The first batch of a default-sized ingest is a quarter (the pipeline starts sooner).
     assert (indexed.batch_size, indexed.batches) == (500, 4)

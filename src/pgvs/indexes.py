@@ -39,17 +39,21 @@ __all__ = [
     "MAX_INDEX_DIMENSIONS",
     "QUANTIZATIONS",
     "SPARSEVEC_HNSW_MAX_NONZERO",
+    "BuildMemory",
     "IndexProgress",
     "IndexSpec",
     "IndexStatus",
     "SearchExplanation",
+    "build_memory",
     "build_settings",
     "check_index_params",
     "default_lists",
     "default_probes",
+    "graph_bytes",
     "index_problem",
     "indexed_as",
     "operator_class",
+    "parse_meminfo",
     "parse_reloptions",
     "progress_from_row",
     "query_expression",
@@ -325,6 +329,80 @@ def build_settings(
     if max_parallel_maintenance_workers is not None:
         settings.append(("max_parallel_maintenance_workers", str(max_parallel_maintenance_workers)))
     return settings
+
+
+# Bytes of one element of pgvector's in-memory HNSW build beyond its value: its header and
+# neighbour-array bookkeeping, and ~2m+1 neighbour candidates (2m on layer 0, m/(m-1) on average
+# above) of 16 bytes. Calibrated on pgvector 0.8.6's own notice ("hnsw graph no longer fits into
+# maintenance_work_mem after N tuples"): 8 MB held 8,636 64-d elements (m=16), 2,213 768-d and
+# 8,620 128-d (m=8), 64 MB 17,698 768-d; this formula says 8,630, 2,214, 8,630 and 17,716.
+_HNSW_ELEMENT_OVERHEAD: Final = 180
+_HNSW_CANDIDATE_BYTES: Final = 16
+#: Head-room over the estimate (rows written while the build runs, estimate error); +16MB.
+_GRAPH_MARGIN: Final = 1.2
+_MIB: Final = 1 << 20
+#: Of the server's memory, a build takes at most a quarter of the total and half of what is
+#: available now: a build must never push the server (or its neighbours) into swap or the OOM
+#: killer. Unknown memory (no access to /proc/meminfo): at most this much.
+_UNKNOWN_MEMORY_CAP: Final = 1 << 30
+
+
+def graph_bytes(rows: int, dimensions: int, indexed_type: str, m: int = 16) -> int:
+    """Memory an in-memory HNSW build of ``rows`` needs (pgvector keeps the whole graph in
+    ``maintenance_work_mem``; past it, the build goes on inserting on disk, many times slower)."""
+    value = {"halfvec": 2 * dimensions, "bit": -(-dimensions // 8)}.get(
+        indexed_type, 4 * dimensions
+    )
+    per_element = 8 + value + (2 * m + 1) * _HNSW_CANDIDATE_BYTES + _HNSW_ELEMENT_OVERHEAD
+    return max(0, rows) * per_element
+
+
+@dataclass(frozen=True)
+class BuildMemory:
+    """The ``maintenance_work_mem`` one HNSW build gets (see :func:`build_memory`)."""
+
+    setting: str | None  # e.g. "456MB"; None: the server's own value is enough (or larger)
+    needed: int  # bytes the graph needs, with the margin
+    cap: int  # the most pgvs gives a build on this server
+    capped: bool  # the graph needs more than the cap: the build spills to disk
+
+    def advice(self) -> str:
+        return (
+            f"the HNSW graph needs about {self.needed // _MIB}MB of maintenance_work_mem but "
+            f"pgvs gives a build at most {self.cap // _MIB}MB on this server (a quarter of its "
+            "memory, half of what is free; 1GB when it cannot read /proc/meminfo): the build "
+            f"spills to disk and is many times slower. Set maintenance_work_mem="
+            f"'{-(-self.needed // _MIB)}MB' in the store's config (or per create_index call) if "
+            "the server can spare it, or build with quantization='halfvec' (half the memory)."
+        )
+
+
+def build_memory(
+    graph: int, *, current: int, total: int | None, available: int | None
+) -> BuildMemory:
+    """``maintenance_work_mem`` for a graph of ``graph`` bytes (:func:`graph_bytes`): the graph
+    with a margin, never below the server's ``current`` value, never above a safe share of the
+    server's memory (``total`` and ``available``, bytes from its /proc/meminfo; None: unknown)."""
+    needed = int(graph * _GRAPH_MARGIN) + 16 * _MIB
+    if total is None or available is None:
+        cap = _UNKNOWN_MEMORY_CAP
+    else:
+        cap = min(total // 4, available // 2)
+    cap = max(cap, current)
+    wanted = min(needed, cap)
+    setting = f"{-(-wanted // _MIB)}MB" if wanted > current else None
+    return BuildMemory(setting, needed, cap, needed > cap)
+
+
+def parse_meminfo(text: str) -> tuple[int | None, int | None]:
+    """(MemTotal, MemAvailable) in bytes from the text of Linux's /proc/meminfo."""
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if key in ("MemTotal", "MemAvailable") and parts and parts[0].isdigit():
+            found[key] = int(parts[0]) * 1024
+    return found.get("MemTotal"), found.get("MemAvailable")
 
 
 def parse_reloptions(options: Sequence[str] | None) -> dict[str, Any]:

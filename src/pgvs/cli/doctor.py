@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ..config import StoreConfig
-from ..indexes import index_problem, resolve_quantization, version_tuple
+from ..indexes import graph_bytes, index_problem, resolve_quantization, version_tuple
 from ..results import StoreStats
 from ._common import EXIT_FAILURE, StoreArgs, json_option, run_async, store_options
 from ._output import emit_json, human_bytes, print_table, to_jsonable
@@ -22,13 +22,6 @@ from ._target import open_store
 
 __all__ = ["Check", "checks", "doctor", "hnsw_build_bytes", "tune"]
 
-# pgvector's HNSW build keeps, per element: its header and neighbor-array bookkeeping, the
-# value, and ~2m+1 neighbor candidates (2m on layer 0, m/(m-1) on average above) of 16 bytes.
-# The overhead is calibrated on pgvector 0.8.6's own notice ("hnsw graph no longer fits into
-# maintenance_work_mem after N tuples"): 8 MB held 8,636 64-d elements (m=16), 2,213 768-d
-# and 8,620 128-d (m=8); this formula says 8,630, 2,214 and 8,630 (tests/test_cli.py checks it).
-_ELEMENT_OVERHEAD = 180
-_CANDIDATE_BYTES = 16
 _DEAD_SHARE = 0.2  # dead tuples past this share of live ones: vacuum is behind
 _MIN_ROWS_FOR_INDEX = 10_000
 
@@ -42,15 +35,9 @@ class Check:
 
 
 def hnsw_build_bytes(rows: int, dimensions: int, stored_as: str, m: int) -> int:
-    """About how much memory pgvector's in-memory HNSW build of ``rows`` rows takes."""
-    value = {"vector": 4 * dimensions, "halfvec": 2 * dimensions, "bit": math.ceil(dimensions / 8)}
-    per_element = (
-        _ELEMENT_OVERHEAD
-        + 8
-        + value.get(stored_as, 4 * dimensions)
-        + (2 * m + 1) * _CANDIDATE_BYTES
-    )
-    return rows * per_element
+    """About how much memory pgvector's in-memory HNSW build of ``rows`` rows takes (the
+    estimate pgvs sizes its own builds with: :func:`pgvs.indexes.graph_bytes`)."""
+    return graph_bytes(rows, dimensions, stored_as, m)
 
 
 def _round_up_mb(size: int) -> str:

@@ -30,6 +30,16 @@ __all__ = ["BuildRunner", "read_catalog"]
 _PROGRESS_INTERVAL = 0.5
 # Seconds between attempts to take the index-build lock when waiting for another builder.
 _LOCK_POLL = 0.2
+# The table's rows now, as the planner estimates them (reltuples scaled to the current size;
+# None before the first ANALYZE or VACUUM), and the session's maintenance_work_mem in bytes.
+_SIZING_QUERY = """
+    SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0
+                THEN c.reltuples / c.relpages
+                     * (pg_relation_size(c.oid) / current_setting('block_size')::int)
+           END AS rows,
+           pg_size_bytes(current_setting('maintenance_work_mem')) AS current
+    FROM pg_class c WHERE c.oid = to_regclass($1)
+"""
 
 
 async def read_catalog(
@@ -82,6 +92,54 @@ class BuildRunner:
                 return False
             await asyncio.sleep(_LOCK_POLL)
 
+    async def server_memory(self, connection: asyncpg.Connection) -> tuple[int | None, int | None]:
+        """(MemTotal, MemAvailable) of the server's machine, read by the server itself (a
+        superuser or pg_read_server_files member on Linux); (None, None) when it cannot."""
+        try:
+            text = await connection.fetchval("SELECT pg_read_file('/proc/meminfo')")
+        except asyncpg.PostgresError as exc:  # no privilege, not Linux: memory unknown
+            logger.debug("cannot read the server's /proc/meminfo: %s", exc)
+            return None, None
+        return ix.parse_meminfo(str(text or ""))
+
+    async def sized(
+        self,
+        connection: asyncpg.Connection,
+        target: ix.IndexSpec | IndexStatus,
+        settings: Sequence[tuple[str, str]],
+    ) -> list[tuple[str, str]]:
+        """``settings`` plus a ``maintenance_work_mem`` that holds the whole graph of this HNSW
+        build (``target``: the index to create, or the one to rebuild; see
+        :func:`pgvs.indexes.build_memory`), unless the call or the config chose one. Outside
+        any transaction."""
+        if target.index_type != "hnsw" or any(n == "maintenance_work_mem" for n, _ in settings):
+            return list(settings)
+        # The indexed type is the operator class's prefix: vector_, halfvec_, bit_, sparsevec_.
+        # A sparse graph's size follows its non-zero elements, not its dimensions: not sized.
+        indexed_type = (target.opclass or "").partition("_")[0]
+        if indexed_type not in ("vector", "halfvec", "bit"):
+            return list(settings)
+        row = await connection.fetchrow(_SIZING_QUERY, self.ctx.sql.table_text)
+        rows = row["rows"] if row is not None else None
+        if rows is None:
+            rows = await connection.fetchval(self.ctx.sql.count_all())
+        m = int(target.params.get("m", 16))
+        graph = ix.graph_bytes(int(rows), self.ctx.config.indexed_dimensions, indexed_type, m)
+        total, available = await self.server_memory(connection)
+        current = int(row["current"]) if row is not None else 0
+        memory = ix.build_memory(graph, current=current, total=total, available=available)
+        if memory.capped:
+            logger.warning("index %s on %s: %s", target.name, self.ctx.sql.table, memory.advice())
+        if memory.setting is None:
+            return list(settings)
+        logger.info(
+            "index %s: maintenance_work_mem %s for the graph of %d rows",
+            target.name,
+            memory.setting,
+            int(rows),
+        )
+        return [*settings, ("maintenance_work_mem", memory.setting)]
+
     async def execute(
         self,
         connection: asyncpg.Connection,
@@ -91,13 +149,17 @@ class BuildRunner:
         settings: Sequence[tuple[str, str]],
         progress: ProgressCallback | bool | None,
         description: str,
+        target: ix.IndexSpec | IndexStatus | None = None,
     ) -> None:
-        """Run one CREATE INDEX / REINDEX with its settings, reporting progress if asked.
+        """Run one CREATE INDEX / REINDEX with its settings, reporting progress if asked; the
+        build of ``target`` gets a ``maintenance_work_mem`` sized to its graph (:meth:`sized`).
 
         Without CONCURRENTLY the statement runs in a transaction and the settings are
         ``SET LOCAL``. CONCURRENTLY cannot run in a transaction block, so the settings are
         session-level on this dedicated connection and reset right after.
         """
+        if target is not None:
+            settings = await self.sized(connection, target, settings)
         bar = IndexProgressBar(description) if progress is True else None
         callback: ProgressCallback | None = bar if bar is not None else progress or None  # type: ignore[assignment]
 

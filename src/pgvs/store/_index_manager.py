@@ -412,6 +412,7 @@ class IndexManager:
                 settings=settings,
                 progress=progress,
                 description=f"{index_type} index",
+                target=spec,  # maintenance_work_mem sized to its graph, unless given
             )
             if comment is not None:
                 # A utility statement takes no parameters: the comment goes through the one
@@ -619,6 +620,7 @@ class IndexManager:
                     settings=settings,
                     progress=progress,
                     description=f"reindex {status.index_type}",
+                    target=status,  # maintenance_work_mem sized to its graph, unless given
                 )
             await self.refresh_session(connection)
             return await self.status_of(connection, statuses[0].name)

@@ -287,6 +287,18 @@ class Pipeline:
         return new, stored
 
     async def _write_batch(self, batch: EncodedBatch, turn: _Turn) -> None:
+        """:meth:`_write_batch_on`; an asyncpg state error there while the server is gone (it
+        died between two statements of the batch) is the lost connection it is."""
+        try:
+            await self._write_batch_on(batch, turn)
+        except (asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+            try:
+                await self.pool.fetchval("SELECT 1")
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError):
+                raise asyncpg.ConnectionDoesNotExistError("the server went away") from exc
+            raise
+
+    async def _write_batch_on(self, batch: EncodedBatch, turn: _Turn) -> None:
         """One batch in its own transaction, committed after the batch before it.
 
         Transactions begin in batch order, each holding an advisory lock named after its batch.

@@ -30,6 +30,7 @@ from ._context import StoreContext
 from ._index_api import IndexMethods
 from ._index_manager import IndexManager
 from ._ingest import ingest_columns, run_ingest
+from ._load_build import load_then_build
 from ._reads import Reader
 from ._replicas import ReadParts, ReadRouting, Replicas, noted_write
 from ._session import Session, retried_read
@@ -248,19 +249,25 @@ class AsyncPGVectorStore(IndexMethods):
         batches and rows written, ``from`` the cause (a ValidationError for a bad row, found
         before its batch is sent; a ConnectionLostError, ...). Bad arguments raise
         ValidationError or ConfigurationError before anything runs.
+
+        Into an empty table, the store's HNSW index is built once after the load (sized to fit
+        in memory; see :mod:`._load_build`): ``ingest`` returns with it valid.
         """
         # Checked every call (one short transaction): an ingest cannot be retried row-exactly
         # the way add_vectors is when the partition was dropped since this store made it.
         await self._tenancy.ensure_partition(check=True)
-        result = await run_ingest(
-            self._ctx,
-            self._session,
-            data,
-            ingest_columns(ids, metadata, contents, document_ids, chunk_indexes),
-            batch_size=batch_size,
-            progress=progress,
-            atomic=atomic,
-            connections=connections,
+        result = await load_then_build(
+            self._indexes,
+            lambda: run_ingest(
+                self._ctx,
+                self._session,
+                data,
+                ingest_columns(ids, metadata, contents, document_ids, chunk_indexes),
+                batch_size=batch_size,
+                progress=progress,
+                atomic=atomic,
+                connections=connections,
+            ),
         )
         self._indexes.after_write()
         return result
