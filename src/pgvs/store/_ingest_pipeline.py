@@ -34,7 +34,8 @@ from ._ingest_sources import (
     SourceError,
     records_batch,
 )
-from ._session import Session
+from ._session import Session, end_failed
+from ._session import transaction as guarded
 
 __all__ = ["BatchFailed", "Pipeline", "default_batch_size"]
 
@@ -317,7 +318,7 @@ class Pipeline:
                 self.details["wait_turn"] += time.perf_counter() - waited
                 if new:
                     try:
-                        async with conn.transaction():  # a savepoint
+                        async with guarded(conn):  # a savepoint
                             await self._copy_new(conn, batch, new)
                     except asyncpg.UniqueViolationError:
                         # One of these ids was stored since the lookup (by a concurrent writer
@@ -340,9 +341,9 @@ class Pipeline:
                 started = time.perf_counter()
                 await transaction.commit()
                 self.details["commit"] += time.perf_counter() - started
-            except BaseException:
+            except BaseException as exc:
                 turn.mark_failed()
-                await _rollback_quietly(conn, transaction)
+                await _rollback_quietly(conn, transaction, exc)
                 raise
         await self._committed(batch, len(new), len(old))
 
@@ -522,7 +523,7 @@ class Pipeline:
                             new, old = self._split(batch, stored)
                             if new:
                                 try:
-                                    async with conn.transaction():  # a savepoint
+                                    async with guarded(conn):  # a savepoint
                                         await self._copy_new(conn, batch, new)
                                 except asyncpg.UniqueViolationError:
                                     new, old = [], list(range(batch.rows))
@@ -552,9 +553,9 @@ class Pipeline:
                     ) from exc
                 self.details["commit"] += time.perf_counter() - started
                 self.committed = list(range(self.batches))
-            except BaseException:
+            except BaseException as exc:
                 self.rows_written = self.rows_copied = self.rows_upserted = 0
-                await _rollback_quietly(conn, transaction)
+                await _rollback_quietly(conn, transaction, exc)
                 raise
             finally:
                 self.atomic_conn = None
@@ -563,12 +564,11 @@ class Pipeline:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def _rollback_quietly(conn: Any, transaction: Any) -> None:
-    """Roll back after a failure, never masking it: a lost connection (asyncpg then detaches
-    the pool proxy, whose every method raises) has nothing left to roll back."""
+async def _rollback_quietly(conn: Any, transaction: Any, error: BaseException) -> None:
+    """End the failed transaction, never masking ``error`` (see _session.end_failed: an
+    interrupted batch abandons its connection instead of waiting on it)."""
     with contextlib.suppress(Exception):
-        if not conn.is_closed():
-            await transaction.rollback()
+        await end_failed(conn, transaction, error)
 
 
 _LOCK_SQL = "SELECT pg_advisory_xact_lock($1::integer, $2::integer)"
