@@ -25,7 +25,7 @@ from .proxy import FaultProxy
 # The grace a deadline may take beyond its bound: terminating a connection and raising, on a
 # loaded 2-core box. Waiting on a dead connection (the bug this guards) takes a whole
 # command_timeout more, which every bound below leaves no room for.
-GRACE = 1.0
+GRACE = 0.75
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ __all__ = [
     "end_failed",
     "logger",
     "retried_read",
+    "retry_once",
     "transaction",
 ]
 
@@ -85,22 +86,31 @@ R = TypeVar("R")
 def retried_read(
     method: Callable[Concatenate[S, P], Awaitable[R]],
 ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
-    """A read that fails because its connection is gone runs once more, after the pool has
-    dropped every idle connection (a server restart or ``pg_terminate_backend`` kills them all,
-    and asyncpg only finds out on use). Reads are idempotent; writes are never retried here."""
+    """A read that fails because its connection is gone runs once more (see retry_once).
+    Reads are idempotent; writes are retried only where idempotent (see Writer.add_vectors)."""
 
     @functools.wraps(method)
     async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(self, *args, **kwargs)
-        except Exception as exc:
-            if not connection_lost(exc) or not self._session.is_open:
-                raise
-            logger.info("%s: connection lost (%s); retrying once", method.__name__, exc)
-            await self._session.expire()
-        return await method(self, *args, **kwargs)
+        return await retry_once(
+            self._session, method.__name__, lambda: method(self, *args, **kwargs)
+        )
 
     return wrapper
+
+
+async def retry_once(session: Session, name: str, call: Callable[[], Awaitable[R]]) -> R:
+    """``await call()``, run once more when it failed because its connection is gone, after
+    the pool has dropped every idle connection (a server restart or ``pg_terminate_backend``
+    kills them all, and asyncpg only finds out on use). Only for idempotent work: a lost
+    COMMIT acknowledgement means the first run may have been applied."""
+    try:
+        return await call()
+    except Exception as exc:
+        if not connection_lost(exc) or not session.is_open:
+            raise
+        logger.info("%s: connection lost (%s); retrying once", name, exc)
+        await session.expire()
+    return await call()
 
 
 # What interrupts a statement mid-flight: the caller's cancellation (task.cancel(), asyncio.timeout,
