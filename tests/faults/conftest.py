@@ -9,10 +9,11 @@ bounds, rows lost or duplicated by crash scenarios) to that file as JSON lines, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -129,6 +130,18 @@ class _Timed:
 @pytest.fixture
 def deadline(report: Callable[..., None]) -> Deadline:
     return Deadline(report)
+
+
+async def until(check: Callable[[], Awaitable[object]], *, seconds: float = 60) -> Any:
+    """Poll ``check`` until it returns something truthy (a server-side event: a backend waiting
+    on a lock, a statement gone) and return that; fail after ``seconds``."""
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the awaited event did not happen within {seconds} s")
 
 
 async def own_backend_state(dsn: str, pid: int) -> tuple[str | None, str | None]:

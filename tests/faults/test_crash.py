@@ -17,7 +17,7 @@ import pytest
 from pgvs import AsyncPGVectorStore, ConnectionLostError, IngestError
 from pgvs.results import IngestProgress
 
-from .conftest import CrashServer
+from .conftest import CrashServer, until
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ async def _stored(dsn: str, table_name: str) -> dict[str, int]:
     conn = await asyncpg.connect(dsn)
     try:
         row = await conn.fetchrow(
-            f'SELECT count(*) AS rows, count(DISTINCT id) AS ids FROM "{table_name}"'  # noqa: S608
+            f'SELECT count(*) AS rows, count(DISTINCT id) AS ids FROM "{table_name}"'
         )
         invalid = await conn.fetchval(
             "SELECT count(*) FROM pg_index WHERE indrelid = $1::regclass AND NOT indisvalid",
@@ -61,10 +61,13 @@ async def _stored(dsn: str, table_name: str) -> dict[str, int]:
         )
     finally:
         await conn.close()
+    assert row is not None
     return {"rows": row["rows"], "ids": row["ids"], "invalid": invalid, "indexes": indexes}
 
 
-def _account(report: Callable[..., None], scenario: str, expected: int, seen: dict[str, int]):
+def _account(
+    report: Callable[..., None], scenario: str, expected: int, seen: dict[str, int]
+) -> None:
     lost = max(expected - seen["ids"], 0)
     duplicated = seen["rows"] - seen["ids"]
     report("rows", scenario=scenario, expected=expected, lost=lost, duplicated=duplicated)
@@ -74,16 +77,12 @@ def _account(report: Callable[..., None], scenario: str, expected: int, seen: di
 async def _lock_wait(dsn: str, table_name: str) -> int:
     """The pid of the backend waiting on a lock of ``table_name`` (the write in flight)."""
     conn = await asyncpg.connect(dsn)
+    sql = (
+        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%' || $1 || '%'"
+    )
     try:
-        while True:
-            pid = await conn.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%' || $1 || '%'",
-                table_name,
-            )
-            if pid is not None:
-                return int(pid)
-            await asyncio.sleep(0.01)
+        return int(await until(lambda: conn.fetchval(sql, table_name)))
     finally:
         await conn.close()
 
@@ -141,7 +140,7 @@ async def test_kill_during_add_vectors_then_rerun_is_exact(
         await asyncio.to_thread(crash_server.kill)
         with pytest.raises(ConnectionLostError) as caught:
             await write
-        assert caught.value.hint and "retried" in caught.value.hint
+        assert "retried" in (caught.value.hint or "")
         blocker.terminate()
         crash_server.restart()
         assert (await _stored(crash_server.direct_dsn, table_name))["rows"] == 1  # no partial

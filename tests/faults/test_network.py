@@ -14,7 +14,7 @@ import pytest
 
 from pgvs import AsyncPGVectorStore, QueryTimeoutError
 
-from .conftest import GRACE, Deadline
+from .conftest import GRACE, Deadline, until
 from .proxy import FaultProxy
 
 Call = Callable[[AsyncPGVectorStore], Awaitable[Any]]
@@ -46,6 +46,27 @@ CALLS: list[tuple[str, Call]] = [
     ("list_indexes", lambda s: s.list_indexes()),
     ("stats", lambda s: s.stats()),
 ]
+
+
+async def _lock_waiter(dsn: str, table_name: str) -> None:
+    """Until a backend waits on a lock of ``table_name`` (seen on a connection of its own:
+    pg_stat_activity is a snapshot per transaction)."""
+    watcher = await asyncpg.connect(dsn)
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%' || $1 || '%'"
+    )
+    try:
+        await until(lambda: watcher.fetchval(waiting, table_name))
+    finally:
+        await watcher.close()
+
+
+def _dropped(proxy: FaultProxy) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return proxy.dropped > 0
+
+    return check
 
 
 def _store(dsn: str, table_name: str, **options: Any) -> AsyncPGVectorStore:
@@ -106,9 +127,9 @@ async def test_blackhole_every_call_fails_within_command_timeout(
         await _seed(store)
         proxy.blackhole = True
         for name, call in CALLS:
-            with deadline(name, command_timeout + GRACE) as timed:
-                with pytest.raises(QueryTimeoutError):
-                    await call(store)
+            bound = command_timeout + GRACE
+            with deadline(name, bound) as timed, pytest.raises(QueryTimeoutError):
+                await call(store)
             assert timed.seconds < timed.bound, f"{name} took {timed.seconds:.2f} s"
         assert proxy.dropped > 0  # the calls did reach the network, and it dropped them
         proxy.blackhole = False
@@ -146,8 +167,7 @@ async def test_blackhole_honours_the_callers_own_deadline(
                     await asyncio.wait_for(calls[path](store), limit)
             else:
                 task = asyncio.ensure_future(calls[path](store))
-                while proxy.dropped == 0:  # the statement is on the (dead) wire
-                    await asyncio.sleep(0.01)
+                await until(_dropped(proxy))  # the statement is on the (dead) wire
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
@@ -168,12 +188,7 @@ async def test_reset_mid_query_reads_retry_once_and_succeed(
             async with raw_conn.transaction():
                 await raw_conn.execute(f'LOCK TABLE "{table_name}" IN ACCESS EXCLUSIVE MODE')
                 task = asyncio.ensure_future(store.search([1, 0, 0], k=3, filter=filter_))
-                while not await raw_conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%' || $1 || '%'",
-                    table_name,
-                ):
-                    await asyncio.sleep(0.01)
+                await _lock_waiter(pg_dsn, table_name)
                 proxy.reset()
             hits = await task
             assert len(hits) == (3 if filter_ is None else 2), name
