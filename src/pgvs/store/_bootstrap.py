@@ -19,6 +19,7 @@ from ..errors import ConfigurationError, ExtensionMissingError, SchemaMismatchEr
 from ._context import StoreContext
 from ._index_manager import IndexManager
 from ._projection import ensure_projection
+from ._rls import ensure_policy
 from ._session import logger
 
 __all__ = ["prepare_schema"]
@@ -86,6 +87,7 @@ async def prepare_schema(
         elif config.text_search is not None and config.auto_create_table:
             await _add_text_search(connection, ctx)
         await _verify_table(connection, ctx)
+        await ensure_policy(connection, ctx)
         if config.pca:
             await ensure_projection(ctx, connection)
         index_due = await indexes.initial_index(connection)

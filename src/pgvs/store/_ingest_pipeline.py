@@ -34,7 +34,7 @@ from ._ingest_sources import (
     SourceError,
     records_batch,
 )
-from ._session import Session, end_failed
+from ._session import Session, end_failed, scope
 from ._session import transaction as guarded
 
 __all__ = ["BatchFailed", "Pipeline", "default_batch_size"]
@@ -281,6 +281,10 @@ class Pipeline:
         self.details["copy"] += time.perf_counter() - started
 
     def _split(self, batch: EncodedBatch, stored: list[int]) -> tuple[list[int], list[int]]:
+        if self.pool.domain is not None:
+            # Row-level security: PostgreSQL refuses COPY FROM into a table whose policies
+            # apply, so every row goes through the stage (a temporary table) and an INSERT.
+            return [], list(range(batch.rows))
         if not stored:
             return list(range(batch.rows)), []
         stored_set = set(stored)
@@ -302,6 +306,7 @@ class Pipeline:
         async with self.pool.acquire() as conn:
             transaction = conn.transaction()
             await transaction.start()
+            await scope(conn, self.pool.domain)
             try:
                 await conn.execute(_LOCK_SQL, self.lock_class, turn.lock)
                 turn.began.set_result(True)
@@ -511,6 +516,7 @@ class Pipeline:
             self.atomic_conn = conn
             transaction = conn.transaction()
             await transaction.start()
+            await scope(conn, self.pool.domain)
             staged = False
             batch: EncodedBatch | None = None
             try:

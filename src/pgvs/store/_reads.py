@@ -23,7 +23,7 @@ from ..planning import QueryPlan, search_settings, set_local_sql
 from ..results import Record, SearchExplanation, SearchResult
 from ._context import StoreContext, check_k, check_query_options
 from ._index_manager import IndexManager
-from ._session import Session, SqlBegun, end_failed
+from ._session import Session, SqlBegun, end_failed, scope
 
 __all__ = ["Reader"]
 
@@ -268,6 +268,7 @@ class Reader:
             ending = SqlBegun(connection)
             try:
                 await connection.execute(set_local_sql(plan.settings))
+                await scope(connection, self.session.pool.domain)
                 document = await connection.fetchval(f"EXPLAIN ({options}) {sql}", *args)
                 names = [
                     row["name"]

@@ -41,6 +41,7 @@ __all__ = [
     "logger",
     "retried_read",
     "retry_once",
+    "scope",
     "transaction",
 ]
 
@@ -300,15 +301,33 @@ class _AlwaysEmpty:
         return True
 
 
+# Row-level security mode: the tenant a transaction may see, for the table's policy
+# (``current_setting('pgvs.domain', true)``). Transaction-scoped: it ends with the transaction,
+# so a pooled connection outside the store's own transactions sees no tenant at all.
+SET_DOMAIN_SQL = "SELECT set_config('pgvs.domain', $1, true)"
+
+
+async def scope(connection: Any, domain: str | None) -> None:
+    """Set the tenant of the open transaction on ``connection`` (row-level security mode)."""
+    if domain is not None:
+        await connection.execute(SET_DOMAIN_SQL, domain)
+
+
 class TimedPool:
     """The store's view of its asyncpg pool: the same calls, each acquiring within
-    ``acquire_timeout``. (asyncpg's own ``Pool.fetch`` and friends acquire without a timeout.)"""
+    ``acquire_timeout``. (asyncpg's own ``Pool.fetch`` and friends acquire without a timeout.)
 
-    __slots__ = ("_queue", "raw", "timeout")
+    With ``domain`` (row-level security mode) every call runs in a transaction that first sets
+    that tenant (two round trips more); callers that open transactions of their own call
+    :func:`scope` after BEGIN.
+    """
 
-    def __init__(self, raw: asyncpg.Pool, timeout: float | None) -> None:
+    __slots__ = ("_queue", "domain", "raw", "timeout")
+
+    def __init__(self, raw: asyncpg.Pool, timeout: float | None, domain: str | None = None) -> None:
         self.raw = raw
         self.timeout = timeout
+        self.domain = domain
         # asyncpg's queue of free connection slots (private: without it, always timed). An
         # O(1) look, where the pool's public counters walk every connection.
         self._queue: Any = getattr(raw, "_queue", None) or _AlwaysEmpty()
@@ -320,9 +339,17 @@ class TimedPool:
         """Whether an acquire would not wait (or waits without limit)."""
         return self.timeout is None or not self._queue.empty()
 
+    async def _scoped(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
+        async with self.acquire() as connection, transaction(connection):
+            await connection.execute(SET_DOMAIN_SQL, self.domain)
+            return await getattr(connection, method)(query, *args)
+
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         # The hot path (the plain search): asyncpg's own acquire when a slot is free, and no
         # frame beyond this one.
+        if self.domain is not None:
+            found: list[asyncpg.Record] = await self._scoped("fetch", query, args)
+            return found
         if self.free():
             async with self.raw.acquire() as connection:
                 try:
@@ -336,15 +363,23 @@ class TimedPool:
             return rows
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        if self.domain is not None:
+            found: asyncpg.Record | None = await self._scoped("fetchrow", query, args)
+            return found
         async with self.acquire() as connection:
             row: asyncpg.Record | None = await connection.fetchrow(query, *args)
             return row
 
     async def fetchval(self, query: str, *args: Any) -> Any:
+        if self.domain is not None:
+            return await self._scoped("fetchval", query, args)
         async with self.acquire() as connection:
             return await connection.fetchval(query, *args)
 
     async def execute(self, query: str, *args: Any) -> str:
+        if self.domain is not None:
+            tag: str = await self._scoped("execute", query, args)
+            return tag
         async with self.acquire() as connection:
             status: str = await connection.execute(query, *args)
             return status
@@ -426,7 +461,10 @@ class Session:
             reset=_keep_session,
             server_settings=self.settings or None,
         )
-        self._timed = TimedPool(self._pool, self.config.acquire_timeout)
+        rls = self.config.row_level_security
+        self._timed = TimedPool(
+            self._pool, self.config.acquire_timeout, self.config.domain_id if rls else None
+        )
         self._generation, self._opened_in = _forks[0], os.getpid()
 
     async def _init_connection(self, connection: asyncpg.Connection) -> None:
@@ -500,6 +538,7 @@ class Session:
         async with self.pool.acquire() as connection:
             try:
                 await connection.execute(set_local_sql(settings))
+                await scope(connection, self.pool.domain)
                 rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
             except BaseException as exc:
                 await end_failed(connection, SqlBegun(connection), exc)
