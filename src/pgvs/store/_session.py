@@ -125,55 +125,39 @@ _CANCEL_BUDGET = 5.0  # seconds a cancel request may take (its own connection) a
 
 
 class PoolConnection(asyncpg.Connection):
-    """The pool's connections: an interrupted statement costs its connection, never a wait.
+    """The pool's connections: an interrupted statement is cancelled on the server by a request
+    that nothing waits for, so the store can terminate the connection at once.
 
     asyncpg answers a timeout or a cancelled task by asking the server to cancel the statement
     and keeping the connection until the server acknowledges: the next use of it (a ROLLBACK,
     the pool's release) waits up to another command_timeout for that, and on a dead network
     the caller's deadline doubles (or its own ``asyncio.timeout`` waits a whole command_timeout
-    more). Here the cancel request still goes out, in the background and bounded, and the
-    connection is terminated at once: the server ends the statement (on the request) and rolls
-    its transaction back (on the disconnect); the pool opens a fresh connection when needed.
+    more). The store's parts instead :func:`abandon` a connection whose statement was
+    interrupted (the server rolls its transaction back on the disconnect); the cancel request
+    goes out in the background, bounded, and outlives that termination (asyncpg's own request
+    would be cancelled with the connection, leaving the statement running on the server).
     """
-
-    _abandoned = False
 
     def _cancel_current_command(self, waiter: Any, cancel_waiter: Any = None) -> None:
         # Called by asyncpg's protocol on a timeout or a cancelled wait (asyncpg >= 0.29).
-        if not self.abandon(now=False, sent=waiter):
+        cancel = getattr(asyncpg.connect_utils, "_cancel", None)
+        protocol = getattr(self, "_protocol", None)
+        try:
+            request = {
+                "loop": self._loop,  # type: ignore[attr-defined]
+                "addr": self._addr,  # type: ignore[attr-defined]
+                "params": self._params,  # type: ignore[attr-defined]
+                "backend_pid": protocol.backend_pid,  # type: ignore[union-attr]
+                "backend_secret": protocol.backend_secret,  # type: ignore[union-attr]
+            }
+        except AttributeError:
+            cancel = None
+        if cancel is None:  # not the asyncpg internals this relies on: asyncpg's own way
             super()._cancel_current_command(waiter, cancel_waiter)  # type: ignore[misc]
-
-    def abandon(self, *, now: bool = True, sent: asyncio.Future[Any] | None = None) -> bool:
-        """Send the server a cancel request (in the background) and terminate this connection
-        (``now``, or once the current callback returns: asyncpg still has to hand the caller
-        its TimeoutError). False, with nothing done, when asyncpg's internals are not the ones
-        this relies on (asyncpg's own cancellation then runs instead)."""
-        if self.is_closed():
-            return True
-        if not self._abandoned:
-            cancel = getattr(asyncpg.connect_utils, "_cancel", None)
-            protocol = getattr(self, "_protocol", None)
-            try:
-                request = {
-                    "loop": self._loop,  # type: ignore[attr-defined]
-                    "addr": self._addr,  # type: ignore[attr-defined]
-                    "params": self._params,  # type: ignore[attr-defined]
-                    "backend_pid": protocol.backend_pid,  # type: ignore[union-attr]
-                    "backend_secret": protocol.backend_secret,  # type: ignore[union-attr]
-                }
-            except AttributeError:
-                return False
-            if cancel is None:
-                return False
-            self._abandoned = True
-            task = asyncio.get_running_loop().create_task(_send_cancel(cancel, request, sent))
-            _cancel_requests.add(task)
-            task.add_done_callback(_cancel_requests.discard)
-        if now:
-            self.terminate()
-        else:
-            asyncio.get_running_loop().call_soon(self.terminate)
-        return True
+            return
+        task = asyncio.get_running_loop().create_task(_send_cancel(cancel, request, waiter))
+        _cancel_requests.add(task)
+        task.add_done_callback(_cancel_requests.discard)
 
 
 async def _send_cancel(
@@ -191,13 +175,12 @@ async def _send_cancel(
 
 
 def abandon(connection: Any) -> None:
-    """Terminate a pooled connection (a PoolConnection or its pool proxy), its statement
-    cancelled on the server; nothing when it is closed or already back in the pool."""
+    """Terminate a pooled connection (or its pool proxy) whose statement was interrupted: its
+    cancel request is on its way already (see PoolConnection); nothing when it is closed or
+    already back in the pool."""
     if getattr(connection, "_con", connection) is None or connection.is_closed():
         return
-    method = getattr(connection, "abandon", None)  # None: a dedicated (plain) connection
-    if method is None or not method():
-        connection.terminate()
+    connection.terminate()
 
 
 async def end_failed(connection: Any, transaction: Any, error: BaseException) -> None:
