@@ -119,7 +119,7 @@ async def retry_once(session: Session, name: str, call: Callable[[], Awaitable[R
 # builtin on Python 3.10.)
 INTERRUPTS = (asyncio.CancelledError, asyncio.TimeoutError, TimeoutError)
 
-# Cancel requests on their way to the server, each bounded (see PoolConnection.abandon).
+# Cancel requests on their way to the server, each bounded (see PoolConnection).
 _cancel_requests: set[asyncio.Task[None]] = set()
 _CANCEL_BUDGET = 5.0  # seconds a cancel request may take (its own connection) at most
 
