@@ -194,3 +194,27 @@ async def test_reset_mid_query_reads_retry_once_and_succeed(
             assert len(hits) == (3 if filter_ is None else 2), name
         assert proxy.connections <= 4  # the pool's size: no leaked sockets
         await _assert_healed(store, raw_conn, table_name, rows=3)
+
+
+async def test_every_pooled_connection_terminated(
+    pg_dsn: str, table_name: str, raw_conn: asyncpg.Connection
+) -> None:
+    """pg_terminate_backend of every pooled connection (a failover, an administrator): reads
+    retry once and succeed, an upsert of given ids too; no dead connection stays pooled."""
+    async with _store(pg_dsn, table_name, pool_min_size=4, pool_max_size=4) as store:
+        await _seed(store)
+        held = [await store.pool.acquire() for _ in range(4)]
+        pids = [connection.get_server_pid() for connection in held]
+        for connection in held:
+            await store.pool.release(connection)
+        await raw_conn.execute("SELECT pg_terminate_backend(p) FROM unnest($1::int[]) p", pids)
+        gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = ANY($1::int[])"
+        await until(lambda: raw_conn.fetchval(gone, pids))
+        assert [hit.id for hit in await store.search([1, 0, 0], k=1)] == ["x0"]
+        assert len(await store.search([1, 0, 0], k=3, filter={"a": 1})) == 2
+        assert await store.add_vectors([[0, 0, 1]], ids=["x3"]) == ["x3"]
+        held = [await store.pool.acquire() for _ in range(4)]
+        assert not set(pids) & {connection.get_server_pid() for connection in held}
+        for connection in held:
+            await store.pool.release(connection)
+        await _assert_healed(store, raw_conn, table_name, rows=4)
