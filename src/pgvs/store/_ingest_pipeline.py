@@ -306,8 +306,8 @@ class Pipeline:
         async with self.pool.acquire() as conn:
             transaction = conn.transaction()
             await transaction.start()
-            await scope(conn, self.pool.domain)
             try:
+                await scope(conn, self.pool.domain)
                 await conn.execute(_LOCK_SQL, self.lock_class, turn.lock)
                 turn.began.set_result(True)
                 stored = await self._probe(conn, batch)
@@ -516,10 +516,10 @@ class Pipeline:
             self.atomic_conn = conn
             transaction = conn.transaction()
             await transaction.start()
-            await scope(conn, self.pool.domain)
             staged = False
             batch: EncodedBatch | None = None
             try:
+                await scope(conn, self.pool.domain)
                 async for batch in self.encoded_batches():
                     self.batches += 1
                     self.rows_read += batch.count
