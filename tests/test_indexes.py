@@ -776,6 +776,9 @@ async def test_query_settings_never_leak_to_the_next_user(
 
         async def session() -> tuple[str, str, str, str]:
             async with store.pool.acquire() as connection:
+                # A fresh backend (the timed-out search's connection is replaced, not reused)
+                # knows pgvector's settings once the library is loaded: use the type first.
+                await connection.fetchval("SELECT '[1]'::vector IS NOT NULL")
                 row = await connection.fetchrow(
                     "SELECT current_setting('hnsw.ef_search'), "
                     "current_setting('hnsw.iterative_scan'), current_setting('plan_cache_mode'), "

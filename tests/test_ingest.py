@@ -358,7 +358,7 @@ async def test_duplicate_ids_last_wins_within_and_across_batches(
     # Batch 0 = rows 0-3, batch 1 = rows 4-7, batch 2 = rows 8-9.
     order = [0, 1, 0, 2, 1, 3, 4, 1, 0, 5]
     records = [
-        {"id": ids[k], "vector": [float(row)] * DIM, "metadata": {"row": row}}
+        {"id": ids[k], "vector": [float(row + 1)] * DIM, "metadata": {"row": row}}
         for row, k in enumerate(order)
     ]
     result = await ingest(store, iter(records), batch_size=4)
@@ -688,7 +688,7 @@ async def test_an_id_stored_between_lookup_and_copy_falls_back_to_upserts(
     # Empty domain: batches go straight to COPY. Batch 1 repeats an id of batch 0, which is
     # still uncommitted while batch 1 is sent: the unique index catches it, batch 1 is redone.
     ids = ids_for(20)
-    records = [(ids[i], [float(i)] * DIM, {"i": i}) for i in range(20)]
+    records = [(ids[i], [float(i + 1)] * DIM, {"i": i}) for i in range(20)]
     records[15] = (ids[3], [15.0] * DIM, {"i": 15})
     result = await ingest(store, records, batch_size=10)
     assert result.details.get("fallbacks", 0) >= 1 or result.rows_upserted > 0

@@ -354,7 +354,7 @@ INIT_RACE = textwrap.dedent(
                                    table_name=sys.argv[2], schema=sys.argv[3],
                                    pool_min_size=1, pool_max_size=2)
         await store.initialize()
-        await store.add_vectors([[float(sys.argv[4])] * 8])
+        await store.add_vectors([[float(sys.argv[4]) + 1] * 8])
         await store.close()
 
     asyncio.run(main())

@@ -13,7 +13,7 @@ import textwrap
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -95,58 +95,80 @@ def test_sync_call_from_the_store_loop_raises_instead_of_hanging(store: PGVector
     assert store.count() == 0
 
 
-async def _active_sleeps(dsn: str) -> int:
+async def _running(dsn: str, pid: int) -> bool:
+    """Whether backend ``pid`` (the test's own) is running a statement."""
     conn = await asyncpg.connect(dsn)
     try:
-        return int(
+        return bool(
             await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(30)%'"
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", pid
             )
         )
     finally:
         await conn.close()
 
 
-def _wait_until_idle(dsn: str, seconds: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if asyncio.run(_active_sleeps(dsn)) == 0:
-            return time.monotonic() - started
+def _wait_until_stopped(dsn: str, pid: int, seconds: float = 20.0) -> None:
+    """Until the test's own backend no longer runs its ``pg_sleep(30)``: only a cancel ends it
+    within ``seconds`` (other tests' statements on the shared server are not looked at)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not asyncio.run(_running(dsn, pid)):
+            return
         time.sleep(0.05)
-    raise AssertionError("the server is still running pg_sleep")
+    raise AssertionError(f"backend {pid} still runs its pg_sleep")
+
+
+def _sleep_on_own_backend(backend: list[int]) -> Callable[[AsyncPGVectorStore], Awaitable[None]]:
+    """A ``store.run`` function that records its backend's pid, then sleeps 30 s there."""
+
+    async def sleep(store: AsyncPGVectorStore) -> None:
+        async with store.pool.acquire() as connection:
+            backend.append(connection.get_server_pid())
+            await connection.fetchval("SELECT pg_sleep(30)")
+
+    return sleep
 
 
 def test_ctrl_c_cancels_the_query_on_the_server(store: PGVectorStore, pg_dsn: str) -> None:
+    """Ctrl-C while a call waits on the server: KeyboardInterrupt, and the statement cancelled.
+
+    The presser waits for *this* call's backend to be running its statement (its pid, recorded
+    by the call), so a Ctrl-C never lands before the call or on another test's statement."""
     main_thread = threading.main_thread().ident
     assert main_thread == threading.get_ident()
+    backend: list[int] = []
+
+    def _own_statement_runs() -> bool:
+        return len(backend) > 0 and asyncio.run(_running(pg_dsn, backend[0]))
 
     def press_ctrl_c() -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and asyncio.run(_active_sleeps(pg_dsn)) == 0:
-            time.sleep(0.05)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _own_statement_runs():
+            time.sleep(0.02)
         assert main_thread is not None
         signal.pthread_kill(main_thread, signal.SIGINT)
 
     presser = threading.Thread(target=press_ctrl_c)
     presser.start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        store.run(lambda s: s.pool.fetchval("SELECT pg_sleep(30)"))
-    presser.join()
-    assert time.monotonic() - started < 10
-    assert _wait_until_idle(pg_dsn, 1.0) < 1.0
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store.run(_sleep_on_own_backend(backend))
+    finally:
+        presser.join()
+    _wait_until_stopped(pg_dsn, backend[0])
     store.add_vectors([[1, 1, 1]])
     assert store.count() == 1
 
 
 def test_timeout_cancels_the_query_on_the_server(pg_dsn: str, table_name: str) -> None:
+    backend: list[int] = []
     with PGVectorStore(
         connection_string=pg_dsn, dimensions=3, table_name=table_name, command_timeout=0.5
     ) as store:
         with pytest.raises(QueryTimeoutError):
-            store.run(lambda s: s.pool.fetchval("SELECT pg_sleep(30)"))
-        assert _wait_until_idle(pg_dsn, 1.0) < 1.0
+            store.run(_sleep_on_own_backend(backend))
+        _wait_until_stopped(pg_dsn, backend[0])
         assert store.count() == 0
 
 

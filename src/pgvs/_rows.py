@@ -166,17 +166,12 @@ def directed(
     config: StoreConfig, matrix: npt.NDArray[np.float32], *, what: str = "row"
 ) -> npt.NDArray[np.float32]:
     """The dense rows a store writes or queries: scaled to unit length with ``normalize`` (a zero
-    row refused, naming it: it has no direction to keep). A zero *query* is refused under the
-    cosine metric too: its distance to every row is NaN, so its results would be meaningless.
-    (Zero rows are still stored without ``normalize``, as before; they match no cosine query.)"""
+    row refused, naming it: it has no direction to keep). A zero row or query is refused under
+    the cosine metric too: its cosine distance to anything is NaN, so a stored one would poison
+    every search it appears in and a query's results would be meaningless."""
     if config.normalize:
         return unit_rows(matrix, what=what)
-    if (
-        what == "query"
-        and config.metric == "cosine"
-        and matrix.size
-        and not matrix.any(axis=1).all()
-    ):
+    if config.metric == "cosine" and matrix.size and not matrix.any(axis=1).all():
         _zero_row(int(np.flatnonzero(~matrix.any(axis=1))[0]), "the cosine metric", what)
     return matrix
 

@@ -84,17 +84,30 @@ class _LoopThread:
             started.append(task)
             task.add_done_callback(lambda _: done.release())
 
+        scheduled = False
         try:
             self.loop.call_soon_threadsafe(start)
-        except RuntimeError:  # the loop was closed under us
-            coroutine.close()
-            raise StoreClosedError("the store's event loop has stopped") from None
-        try:
+            scheduled = True
             done.acquire()
+        except RuntimeError:
+            if scheduled:
+                raise
+            coroutine.close()  # the loop was closed under us
+            raise StoreClosedError("the store's event loop has stopped") from None
         except BaseException:
-            # call_soon_threadsafe runs callbacks in order, so the task exists by then.
-            self.loop.call_soon_threadsafe(lambda: started[0].cancel())
-            done.acquire(timeout=_CLOSE_TIMEOUT)
+            # A Ctrl-C (or any interruption) anywhere past scheduling, even before the wait
+            # began: the task is cancelled (so is its statement on the server) and the
+            # interruption always propagates. call_soon_threadsafe runs callbacks in order, so
+            # the task exists by the time the cancel runs.
+            def cancel() -> None:
+                if started:
+                    started[0].cancel()
+                else:  # interrupted before start() was queued: it never will run
+                    coroutine.close()
+
+            self.loop.call_soon_threadsafe(cancel)
+            if scheduled:
+                done.acquire(timeout=_CLOSE_TIMEOUT)
             raise
         return started[0].result()
 

@@ -168,6 +168,9 @@ class StoreConfig:
     partition_by: PartitionBy | None = None
     distributed: bool = False
 
+    # -- fault tolerance and isolation (issue 16) --
+    row_level_security: bool = False
+
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
         if isinstance(self.dimensions, bool) or not isinstance(self.dimensions, int):
@@ -239,6 +242,7 @@ class StoreConfig:
             raise ConfigurationError(
                 "domain_id is set but columns maps domain_id to None: tenancy needs that column"
             )
+        self._check_row_level_security()
         if self.text_search is not None:
             for needed in ("content", "content_tsv"):
                 if self.columns[needed] is None:
@@ -307,6 +311,25 @@ class StoreConfig:
                 f"normalize=True scales dense vectors to unit length; vector_type "
                 f"{self.vector_type!r} is not dense",
                 hint="Use normalize with vector_type 'vector' or 'halfvec'.",
+            )
+
+    def _check_row_level_security(self) -> None:
+        if not isinstance(self.row_level_security, bool):
+            raise ConfigurationError("row_level_security must be True or False")
+        if self.row_level_security and self.domain_id is None:
+            raise ConfigurationError(
+                "row_level_security=True needs a domain_id: the policy admits the rows of the "
+                "tenant the store sets per transaction",
+                hint="Give each tenant's store its domain_id.",
+            )
+        if self.row_level_security and self.partition_by is not None:
+            # A policy on the partitioned parent does not govern a query that names a
+            # partition itself, so the guarantee would not hold for raw SQL.
+            raise ConfigurationError(
+                "row_level_security=True and partition_by are not supported together: the "
+                "policy on the parent table does not cover queries that name a partition",
+                hint="Choose one: partitions keep each tenant in a table of its own, row-level "
+                "security keeps tenants apart in one table.",
             )
 
     def _check_text_search(self) -> None:

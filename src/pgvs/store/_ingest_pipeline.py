@@ -34,7 +34,8 @@ from ._ingest_sources import (
     SourceError,
     records_batch,
 )
-from ._session import Session
+from ._session import Session, end_failed, scope
+from ._session import transaction as guarded
 
 __all__ = ["BatchFailed", "Pipeline", "default_batch_size"]
 
@@ -280,6 +281,10 @@ class Pipeline:
         self.details["copy"] += time.perf_counter() - started
 
     def _split(self, batch: EncodedBatch, stored: list[int]) -> tuple[list[int], list[int]]:
+        if self.pool.domain is not None:
+            # Row-level security: PostgreSQL refuses COPY FROM into a table whose policies
+            # apply, so every row goes through the stage (a temporary table) and an INSERT.
+            return [], list(range(batch.rows))
         if not stored:
             return list(range(batch.rows)), []
         stored_set = set(stored)
@@ -314,6 +319,7 @@ class Pipeline:
             transaction = conn.transaction()
             await transaction.start()
             try:
+                await scope(conn, self.pool.domain)
                 await conn.execute(_LOCK_SQL, self.lock_class, turn.lock)
                 turn.began.set_result(True)
                 stored = await self._probe(conn, batch)
@@ -329,7 +335,7 @@ class Pipeline:
                 self.details["wait_turn"] += time.perf_counter() - waited
                 if new:
                     try:
-                        async with conn.transaction():  # a savepoint
+                        async with guarded(conn):  # a savepoint
                             await self._copy_new(conn, batch, new)
                     except asyncpg.UniqueViolationError:
                         # One of these ids was stored since the lookup (by a concurrent writer
@@ -352,9 +358,9 @@ class Pipeline:
                 started = time.perf_counter()
                 await transaction.commit()
                 self.details["commit"] += time.perf_counter() - started
-            except BaseException:
+            except BaseException as exc:
                 turn.mark_failed()
-                await _rollback_quietly(conn, transaction)
+                await _rollback_quietly(conn, transaction, exc)
                 raise
         await self._committed(batch, len(new), len(old))
 
@@ -525,6 +531,7 @@ class Pipeline:
             staged = False
             batch: EncodedBatch | None = None
             try:
+                await scope(conn, self.pool.domain)
                 async for batch in self.encoded_batches():
                     self.batches += 1
                     self.rows_read += batch.count
@@ -534,7 +541,7 @@ class Pipeline:
                             new, old = self._split(batch, stored)
                             if new:
                                 try:
-                                    async with conn.transaction():  # a savepoint
+                                    async with guarded(conn):  # a savepoint
                                         await self._copy_new(conn, batch, new)
                                 except asyncpg.UniqueViolationError:
                                     new, old = [], list(range(batch.rows))
@@ -564,9 +571,9 @@ class Pipeline:
                     ) from exc
                 self.details["commit"] += time.perf_counter() - started
                 self.committed = list(range(self.batches))
-            except BaseException:
+            except BaseException as exc:
                 self.rows_written = self.rows_copied = self.rows_upserted = 0
-                await _rollback_quietly(conn, transaction)
+                await _rollback_quietly(conn, transaction, exc)
                 raise
             finally:
                 self.atomic_conn = None
@@ -575,12 +582,11 @@ class Pipeline:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def _rollback_quietly(conn: Any, transaction: Any) -> None:
-    """Roll back after a failure, never masking it: a lost connection (asyncpg then detaches
-    the pool proxy, whose every method raises) has nothing left to roll back."""
+async def _rollback_quietly(conn: Any, transaction: Any, error: BaseException) -> None:
+    """End the failed transaction, never masking ``error`` (see _session.end_failed: an
+    interrupted batch abandons its connection instead of waiting on it)."""
     with contextlib.suppress(Exception):
-        if not conn.is_closed():
-            await transaction.rollback()
+        await end_failed(conn, transaction, error)
 
 
 _LOCK_SQL = "SELECT pg_advisory_xact_lock($1::integer, $2::integer)"

@@ -48,6 +48,8 @@ async def _defer_index(indexes: IndexManager) -> dict[str, int] | None:
         return None
     if config.partition_by is not None:
         return None  # each tenant's partition has an index of its own: not this table-wide path
+    if config.row_level_security:
+        return None  # its policy hides other tenants' rows: "empty" could not be decided here
     name = ctx.sql.index_name("hnsw")
     connection = await indexes.session.connect_dedicated()
     try:

@@ -12,7 +12,7 @@ import numpy as np
 from .._sql import quote_literal
 from ..search import reduction
 from ._context import StoreContext
-from ._session import Session, logger
+from ._session import Session, logger, transaction
 
 __all__ = ["ensure_projection", "fit_projection"]
 
@@ -58,7 +58,7 @@ async def fit_projection(ctx: StoreContext, session: Session, connection: Any) -
 async def _write(ctx: StoreContext, connection: Any, components: Any, comment: str) -> None:
     sql, config = ctx.sql, ctx.config
     assert sql.projection is not None
-    async with connection.transaction():
+    async with transaction(connection):
         await connection.execute(
             reduction.function_sql(sql.projection, config.vector_type, components)
         )

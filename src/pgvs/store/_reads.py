@@ -23,7 +23,7 @@ from ..planning import QueryPlan, search_settings, set_local_sql
 from ..results import Record, SearchExplanation, SearchResult
 from ._context import StoreContext, check_k, check_query_options
 from ._index_manager import IndexManager
-from ._session import Session
+from ._session import Session, SqlBegun, end_failed, scope
 
 __all__ = ["Reader"]
 
@@ -197,9 +197,7 @@ class Reader:
             rows = await self.session.fetch_with_settings(plan.settings, sql, *args)
         else:
             sql = self._plain_statement(k, include_metadata, include_vectors)
-            pool = self.session.pool
-            # The hottest call: asyncpg's own fetch when a connection is free (no extra frame).
-            fetch = pool.raw.fetch if pool.free() else pool.fetch
+            fetch = self.session.pool.fetch
             if ctx.has_domain:
                 rows = await fetch(sql, value, ctx.domain)
             else:
@@ -266,8 +264,11 @@ class Reader:
         args = (value, k, *ctx.domain_args(), *params)
         options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
         async with self.session.pool.acquire() as connection:
+            # Read-only: rolling back ends the SET LOCALs (and EXPLAIN ANALYZE's work).
+            ending = SqlBegun(connection)
             try:
                 await connection.execute(set_local_sql(plan.settings))
+                await scope(connection, self.session.pool.domain)
                 document = await connection.fetchval(f"EXPLAIN ({options}) {sql}", *args)
                 names = [
                     row["name"]
@@ -275,13 +276,10 @@ class Reader:
                         ctx.sql.VECTOR_INDEXES_QUERY, ctx.sql.table_text
                     )
                 ]
-            finally:
-                # Read-only: rolling back ends the SET LOCALs (and EXPLAIN ANALYZE's work).
-                try:
-                    await connection.execute("ROLLBACK")
-                except BaseException:
-                    self.session.abandon(connection)
-                    raise
+            except BaseException as exc:
+                await end_failed(connection, ending, exc)
+                raise
+            await ending.rollback()
         tree = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
         used = ix.uses_index(tree, names)
         return SearchExplanation(

@@ -14,7 +14,7 @@ from .. import _rows
 from ..errors import ValidationError
 from ._context import StoreContext
 from ._ingest import INGEST_THRESHOLD, upsert_all
-from ._session import Session
+from ._session import Session, retry_once
 
 __all__ = ["Writer"]
 
@@ -33,6 +33,22 @@ class Writer:
         self.after_write = after_write
 
     async def add_vectors(
+        self,
+        vectors: Any,
+        ids: Sequence[Any] | None,
+        metadata: Sequence[Mapping[str, Any] | None] | None,
+        contents: Sequence[str | None] | None,
+        document_ids: Sequence[str | None] | None,
+        chunk_indexes: Sequence[int | None] | None,
+    ) -> list[Any]:
+        args = (vectors, ids, metadata, contents, document_ids, chunk_indexes)
+        if ids is not None and isinstance(vectors, Sized):
+            # An upsert of given ids from re-readable input is idempotent: run again on a lost
+            # connection (if the first run's COMMIT was applied, the second writes the same).
+            return await retry_once(self.session, "add_vectors", lambda: self._add(*args))
+        return await self._add(*args)
+
+    async def _add(
         self,
         vectors: Any,
         ids: Sequence[Any] | None,
