@@ -131,6 +131,16 @@ async def test_the_report_tells_the_recall_search_gets(sift: dict[str, Any]) -> 
         assert await store.pool.fetchval("SHOW hnsw.ef_search") == "200"  # nothing applied
 
 
+async def test_a_pool_of_one_connection_tunes(sift: dict[str, Any]) -> None:
+    # Every step of tune() runs on the connection it holds: asking the pool for a second one
+    # would wait until acquire_timeout on a pool of one.
+    options = {**sift, "pool_min_size": 1, "pool_max_size": 1, "acquire_timeout": 5}
+    async with AsyncPGVectorStore(options) as store:
+        report = await store.tune(target_recall=0.9, sample=20, max_seconds=60)
+        assert report.sampled
+        assert report.points
+
+
 async def test_sampled_queries_are_repeatable_and_off_the_index(sift: dict[str, Any]) -> None:
     async with AsyncPGVectorStore(sift) as store:
         seen: list[TunePoint] = []

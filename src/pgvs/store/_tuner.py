@@ -197,10 +197,11 @@ class Tuner:
         an exact scan per row would double the tuning's exact work.
         """
         ctx = self.ctx
-        pool = self.session.pool
         compiled = ctx.compile(filter, ctx.sql.first_param())
+        # On the connection the caller holds: a second one from the pool would wait forever
+        # (until acquire_timeout) on a pool of one.
         available = int(
-            await pool.fetchval(
+            await connection.fetchval(
                 ctx.sql.count_where(compiled.sql), *ctx.domain_args(), *compiled.params
             )
         )
