@@ -360,7 +360,8 @@ class Pipeline:
                 self.details["commit"] += time.perf_counter() - started
             except BaseException as exc:
                 turn.mark_failed()
-                await _rollback_quietly(conn, transaction, exc)
+                with contextlib.suppress(Exception):  # never masks exc; abandons an interrupted one
+                    await end_failed(conn, transaction, exc)
                 raise
         await self._committed(batch, len(new), len(old))
 
@@ -573,20 +574,14 @@ class Pipeline:
                 self.committed = list(range(self.batches))
             except BaseException as exc:
                 self.rows_written = self.rows_copied = self.rows_upserted = 0
-                await _rollback_quietly(conn, transaction, exc)
+                with contextlib.suppress(Exception):  # never masks exc; abandons an interrupted one
+                    await end_failed(conn, transaction, exc)
                 raise
             finally:
                 self.atomic_conn = None
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-async def _rollback_quietly(conn: Any, transaction: Any, error: BaseException) -> None:
-    """End the failed transaction, never masking ``error`` (see _session.end_failed: an
-    interrupted batch abandons its connection instead of waiting on it)."""
-    with contextlib.suppress(Exception):
-        await end_failed(conn, transaction, error)
 
 
 _LOCK_SQL = "SELECT pg_advisory_xact_lock($1::integer, $2::integer)"

@@ -55,23 +55,26 @@ async def _defer_index(indexes: IndexManager) -> dict[str, int] | None:
     try:
         if not await indexes.builds.lock(connection, wait=False):
             return None  # another builder is at work: leave the index to it
-        catalog = await read_catalog(ctx, connection)
-        if [status.name for status, _ in catalog] != [name] or not catalog[0][0].usable:
-            return None  # missing, INVALID, or partial indexes beside it: not this path
-        status = catalog[0][0]
-        params = {key: int(value) for key, value in status.params.items()}
-        if status.opclass != indexes.index_spec("hnsw", params, rows=0).opclass:
-            return None  # not what this configuration would build: leave it alone
-        async with connection.transaction():
-            await connection.execute(
-                "SELECT set_config('lock_timeout', $1, true)", _DROP_LOCK_TIMEOUT
-            )
-            if await connection.fetchval(ctx.sql.has_rows()):
-                return None
-            try:
+        # One transaction under a short lock_timeout: a table locked by someone else (even
+        # against the catalog's size reads) sends the ingest down the ordinary path at once,
+        # where it waits like any write, instead of waiting here unseen.
+        try:
+            async with connection.transaction():
+                await connection.execute(
+                    "SELECT set_config('lock_timeout', $1, true)", _DROP_LOCK_TIMEOUT
+                )
+                if await connection.fetchval(ctx.sql.has_rows()):
+                    return None
+                catalog = await read_catalog(ctx, connection)
+                if [status.name for status, _ in catalog] != [name] or not catalog[0][0].usable:
+                    return None  # missing, INVALID, or partial indexes beside it
+                status = catalog[0][0]
+                params = {key: int(value) for key, value in status.params.items()}
+                if status.opclass != indexes.index_spec("hnsw", params, rows=0).opclass:
+                    return None  # not what this configuration would build: leave it alone
                 await connection.execute(ctx.sql.drop_index(name, concurrently=False))
-            except asyncpg.LockNotAvailableError:
-                return None
+        except asyncpg.LockNotAvailableError:
+            return None
         # From here on the index is due: any later write (or a new process) builds it.
         indexes.wanted = True
         logger.info("ingest into empty %s: index %s is built after the load", ctx.sql.table, name)
