@@ -34,13 +34,15 @@ on the same server):
 the same rows through the plain path and through ``ingest``, then ``hnsw.ef_search`` swept for
 both with the index forced (``enable_seqscan``/``enable_bitmapscan``/``enable_sort`` off, as a
 large table plans by itself), each query as the same prepared ``ORDER BY embedding <=> $1 LIMIT
-10`` on a raw connection: ``setting`` is the smallest ef_search whose recall@10 reaches 0.95, and
+10`` on a raw connection: ``setting`` is the smallest ef_search whose recall@10 reaches 0.95
+(a grid of 10, 20, ..., then bisected to a step of 1 for each path), and
 ``p50_ms`` there the median of six interleaved rounds (order alternating) of the 400 queries; ``p50_ratio`` = fast /
 plain (target <= 1.10). ``store_search_p50_ms``: the fast path through ``store.search`` at that
 setting (the store's one-round-trip path). ``tune``: what ``store.tune(target_recall=0.95)``
 picks from its own sample of stored rows, and the held-apart recall@10 at that pick.
 
-Uses ``DATABASE_URL`` when set, else a throwaway embedded server. 20k takes about 3 minutes with
+``--sizes`` with no value runs the recall part alone. Uses ``DATABASE_URL`` when set, else a
+throwaway embedded server. 20k takes about 3 minutes with
 ``--levers``; 100k about 20 (the plain build alone is ~13 minutes on a shared 2-core VM).
 """
 
@@ -377,7 +379,42 @@ async def _sweep(
 
 
 def _setting(curve: dict[int, float]) -> int | None:
-    return next((ef for ef, recall in curve.items() if recall >= TARGET), None)
+    return next((ef for ef, recall in sorted(curve.items()) if recall >= TARGET), None)
+
+
+async def _recall_at(
+    statement: Any, connection: asyncpg.Connection, queries: Any, truth: Any, ef: int
+) -> float:
+    await connection.execute(f"SET hnsw.ef_search = {ef}")
+    recalls = []
+    for i, query in enumerate(queries):
+        found = {row["id"] for row in await statement.fetch(query)}
+        recalls.append(len(found & set(truth[i, :K].tolist())) / K)
+    return round(float(np.mean(recalls)), 4)
+
+
+async def _refine(
+    statement: Any,
+    connection: asyncpg.Connection,
+    queries: Any,
+    truth: Any,
+    curve: dict[int, float],
+) -> None:
+    """Bisect (in place) between the grid's last setting below the target and its first one at
+    it, down to a step of 1: each path is then timed at its own smallest sufficient setting, not
+    at the grid point above it (a grid step of 10 is worth ~10 % of p50 at these settings)."""
+    high = _setting(curve)
+    if high is None:
+        return
+    below = [ef for ef, recall in curve.items() if recall < TARGET and ef < high]
+    low = max(below) if below else K - 1
+    while high - low > 1:
+        middle = (low + high) // 2
+        curve[middle] = await _recall_at(statement, connection, queries, truth, middle)
+        if curve[middle] >= TARGET:
+            high = middle
+        else:
+            low = middle
 
 
 async def _latencies(statement: Any, queries: Any) -> list[float]:
@@ -488,6 +525,8 @@ async def recall_section(dsn: str, directory: Path) -> dict[str, Any]:
             queries[0],
         )
         curve = await _sweep(statements[name], connection, queries, truth)
+        await _refine(statements[name], connection, queries, truth, curve)
+        curve = dict(sorted(curve.items()))
         out[name] = {
             "curve": curve,
             "setting": _setting(curve),
@@ -613,7 +652,9 @@ async def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench searchable", description=__doc__)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20000], help="rows (20000)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", default=[20000], help="rows (20000; none: recall only)"
+    )
     parser.add_argument("--dim", type=int, default=768, help="dimensions (768)")
     parser.add_argument("--levers", action="store_true", help="one build per lever")
     parser.add_argument("--while-loading", action="store_true", help="the build-during-load path")
