@@ -32,6 +32,7 @@ from ._ingest_sources import (
     RecordSource,
     Source,
     SourceError,
+    one_ahead,
     records_batch,
 )
 from ._session import Session, end_failed, scope
@@ -533,7 +534,7 @@ class Pipeline:
             batch: EncodedBatch | None = None
             try:
                 await scope(conn, self.pool.domain)
-                async for batch in self.encoded_batches():
+                async for batch in one_ahead(self.encoded_batches()):
                     self.batches += 1
                     self.rows_read += batch.count
                     try:

@@ -8,8 +8,16 @@ async iterable to the loop that owns it (the sync facade's ``aingest``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +33,7 @@ __all__ = [
     "RecordSource",
     "Source",
     "SourceError",
+    "one_ahead",
     "records_batch",
     "source_for",
 ]
@@ -200,3 +209,33 @@ class ReadOnLoop:
                 yield item
             if len(items) < self.chunk:
                 return
+
+
+T = TypeVar("T")
+
+
+async def one_ahead(items: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+    """``items`` with the next one always being produced while the caller works on the current
+    one: an atomic ingest writes batch n on its one connection while batch n + 1 is read and
+    encoded (in the worker thread). Order and errors are the source's own, each raised where
+    its item would have been; stopping early cancels the item being made and closes ``items``."""
+    pending: asyncio.Future[T] = asyncio.ensure_future(anext(items))
+    try:
+        while True:
+            try:
+                item = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(anext(items))
+            yield item
+    finally:
+        if not pending.done():
+            pending.cancel()
+        # Waited for, not awaited: its outcome belongs to an item nobody asked for, while a
+        # cancellation of this task itself still propagates.
+        await asyncio.wait([pending])
+        if not pending.cancelled():
+            pending.exception()
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
