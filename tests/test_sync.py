@@ -142,20 +142,34 @@ def test_ctrl_c_cancels_the_query_on_the_server(store: PGVectorStore, pg_dsn: st
     def _own_statement_runs() -> bool:
         return len(backend) > 0 and asyncio.run(_running(pg_dsn, backend[0]))
 
+    pressed: list[tuple[float, object]] = []
+
     def press_ctrl_c() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not _own_statement_runs():
             time.sleep(0.02)
         assert main_thread is not None
+        pressed.append((time.monotonic(), signal.getsignal(signal.SIGINT)))
         signal.pthread_kill(main_thread, signal.SIGINT)
 
     presser = threading.Thread(target=press_ctrl_c)
+    started = time.monotonic()
     presser.start()
+    interrupted = False
     try:
-        with pytest.raises(KeyboardInterrupt):
-            store.run(_sleep_on_own_backend(backend))
+        store.run(_sleep_on_own_backend(backend))
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
+        returned = time.monotonic() - started
         presser.join()
+    # What happened when it does not hold (a flake seen twice in full runs under load, never
+    # alone): whether the call outlived its statement, and the handler the press met.
+    at, handler = pressed[0]
+    assert interrupted, (
+        f"store.run returned normally after {returned:.1f} s; Ctrl-C was pressed at "
+        f"{at - started:.1f} s, meeting SIGINT handler {handler!r}"
+    )
     _wait_until_stopped(pg_dsn, backend[0])
     store.add_vectors([[1, 1, 1]])
     assert store.count() == 1
