@@ -45,6 +45,7 @@ R = TypeVar("R")
 Self = TypeVar("Self", bound="SyncStoreBase")
 
 _open_stores: weakref.WeakSet[SyncStoreBase] = weakref.WeakSet()
+_SIGNAL_CHECK = 0.1  # seconds between checks for a pending Ctrl-C while a call waits
 _CLOSE_TIMEOUT = 10.0
 
 
@@ -88,7 +89,11 @@ class _LoopThread:
         try:
             self.loop.call_soon_threadsafe(start)
             scheduled = True
-            done.acquire()
+            # Woken every _SIGNAL_CHECK seconds: a Ctrl-C whose C handler ran after the last
+            # check for signals but before the thread blocked would otherwise only be seen
+            # once the call had ended. The wake-up returns to bytecode, which runs the handler.
+            while not done.acquire(timeout=_SIGNAL_CHECK):
+                pass
         except RuntimeError:
             if scheduled:
                 raise
