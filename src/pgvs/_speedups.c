@@ -242,6 +242,28 @@ wire_from_buffer(PyObject *values, int width)
     return wire;
 }
 
+/* `item` as a double when it is an exact float, or an exact int within a double's range
+ * (never bools, subclasses or other numbers: the Python path decides about those): 0, else 1.
+ * Reads no attribute and calls no Python code. */
+static inline int
+exact_number(PyObject *item, double *value)
+{
+    if (PyFloat_CheckExact(item)) {
+        *value = PyFloat_AS_DOUBLE(item);
+        return 0;
+    }
+    if (PyLong_CheckExact(item)) {
+        *value = PyLong_AsDouble(item);
+        if (*value == -1.0 && PyErr_Occurred()) {
+            /* Too large for a double: the Python path reports the element. */
+            PyErr_Clear();
+            return 1;
+        }
+        return 0;
+    }
+    return 1;
+}
+
 /* An exact list or tuple of exact floats and ints (never bools, subclasses or other numbers:
  * the Python path decides about those). Reads no attribute and calls no Python code, so the
  * items cannot change under it while the GIL is held. */
@@ -258,21 +280,8 @@ wire_from_items(Py_ssize_t dim, PyObject *const *items, int width)
     }
     uint32_t refused = 0;
     for (Py_ssize_t i = 0; i < dim; i++) {
-        PyObject *item = items[i];
         double value;
-        if (PyFloat_CheckExact(item)) {
-            value = PyFloat_AS_DOUBLE(item);
-        }
-        else if (PyLong_CheckExact(item)) {
-            value = PyLong_AsDouble(item);
-            if (value == -1.0 && PyErr_Occurred()) {
-                /* Too large for a double: the Python path reports the element. */
-                PyErr_Clear();
-                Py_DECREF(wire);
-                Py_RETURN_NONE;
-            }
-        }
-        else {
+        if (exact_number(items[i], &value)) {
             Py_DECREF(wire);
             Py_RETURN_NONE;
         }
@@ -322,19 +331,8 @@ row_to_f32(PyObject *const *items, Py_ssize_t dim, float *out)
 {
     uint32_t refused = 0;
     for (Py_ssize_t i = 0; i < dim; i++) {
-        PyObject *item = items[i];
         double value;
-        if (PyFloat_CheckExact(item)) {
-            value = PyFloat_AS_DOUBLE(item);
-        }
-        else if (PyLong_CheckExact(item)) {
-            value = PyLong_AsDouble(item);
-            if (value == -1.0 && PyErr_Occurred()) {
-                PyErr_Clear();
-                return 1;
-            }
-        }
-        else {
+        if (exact_number(items[i], &value)) {
             return 1;
         }
         float narrowed = (float)value;
