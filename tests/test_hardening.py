@@ -205,9 +205,21 @@ async def test_writes_are_not_retried(
         connection = await store.pool.acquire()
         pid = connection.get_server_pid()
         await store.pool.release(connection)
-        await raw_conn.execute("SELECT pg_terminate_backend($1)", pid)
+        # The write's backend dies while the write waits on our lock (terminating an idle one
+        # races asyncpg noticing the closed socket and reconnecting before the write).
+        async with raw_conn.transaction():
+            await raw_conn.execute(f'LOCK TABLE "{table_name}" IN ACCESS EXCLUSIVE MODE')
+            write = asyncio.ensure_future(store.add_vectors([[1, 0, 0]]))
+            # (pg_stat_activity is a snapshot per transaction: cleared before each look.)
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity, pg_stat_clear_snapshot() "
+                "WHERE pid = $1 AND wait_event_type = 'Lock'"
+            )
+            while not await raw_conn.fetchval(waiting, pid):  # noqa: ASYNC110 - a server event
+                await asyncio.sleep(0.01)
+            await raw_conn.execute("SELECT pg_terminate_backend($1)", pid)
         with pytest.raises(ConnectionLostError):
-            await store.add_vectors([[1, 0, 0]])
+            await write
         assert await store.count() == 0  # the read after it: a fresh connection
 
 
