@@ -16,6 +16,11 @@ default HNSW index (m=16, ef_construction=64), and for each target recall:
   (true as well when ``chosen`` is too low: ``chosen_minus_smallest`` is then negative).
 - **half_queries**: the same, but tuned with ``queries=`` half of the query file (even rows) and
   checked on the other half: the path for queries that do not look like the stored rows.
+- **logged**: the path for an application's own queries: a store opened with ``query_log``
+  serves the even half of the query file through ``search()`` (as users would send them), and
+  another store tunes with ``queries="recent"`` (the query log); the check is on the odd half.
+  ``log_cost`` times the same searches (the whole query file, alternating rounds) with the log
+  on and off: the p50 ratio is what recording costs a search.
 - **left_out**: the reference for any tuning from the stored data alone: 200 base rows (seeded
   choice) are left out of a second table and its index, and ``tune(queries=those rows)`` on it
   chooses; the check is the same (the full table's index, the query file). These are real
@@ -47,6 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pgvs import AsyncPGVectorStore
+from pgvs.query_log import log_table_name
 
 from ._util import database, emit, progress
 from .recall import FORCE_INDEX, read_vecs
@@ -207,6 +213,10 @@ async def run_dataset(
                 result["half_queries"] = await _check(
                     lambda t: store.tune(target_recall=t, k=K, queries=even), other_half, targets
                 )
+                progress(f"{name}: serve the even queries with query_log, tune on the log")
+                result["logged"] = await _logged(options, even, other_half, targets)
+                result["log_cost"] = await _log_cost(options, data.queries)
+                progress(f"  log cost: {result['log_cost']}")
                 progress(f"{name}: tune on {sample} rows left out of a second index")
                 result["left_out"] = await _left_out(options, data, sample, held, targets)
             finally:
@@ -238,6 +248,54 @@ async def _left_out(
             await store.pool.execute(f'DROP TABLE IF EXISTS "{other["table_name"]}"')
 
 
+async def _logged(
+    options: dict[str, Any], served: npt.NDArray[np.float32], held: HeldApart, targets: list[float]
+) -> dict[str, Any]:
+    """Serve ``served`` through a store keeping a query log; tune another on the log."""
+    logging = {**options, "query_log": len(served)}
+    async with AsyncPGVectorStore(logging) as serving:
+        for query in served:
+            await serving.search(query, k=K)
+    async with AsyncPGVectorStore(logging) as store:
+        try:
+            return await _check(
+                lambda t: store.tune(target_recall=t, k=K, queries="recent"), held, targets
+            )
+        finally:
+            await store.pool.execute(
+                f'DROP TABLE IF EXISTS "{log_table_name(options["table_name"])}"'
+            )
+
+
+async def _log_cost(
+    options: dict[str, Any], queries: npt.NDArray[np.float32], rounds: int = 5
+) -> dict[str, Any]:
+    """p50 search latency with the query log on against off, in alternating rounds."""
+    plain = AsyncPGVectorStore(options, pool_min_size=1, pool_max_size=1)
+    logging = AsyncPGVectorStore(options, pool_min_size=1, pool_max_size=1, query_log=len(queries))
+    timings: dict[str, list[float]] = {"off": [], "on": []}
+    async with plain, logging:
+        for query in queries[:10]:  # warm both pools and caches
+            await plain.search(query, k=K)
+            await logging.search(query, k=K)
+        for _ in range(rounds):
+            for label, store in (("off", plain), ("on", logging)):
+                for query in queries:
+                    begun = time.perf_counter()
+                    await store.search(query, k=K)
+                    timings[label].append((time.perf_counter() - begun) * 1000)
+        await logging.pool.execute(
+            f'DROP TABLE IF EXISTS "{log_table_name(options["table_name"])}"'
+        )
+    off, on = (float(np.median(timings[label])) for label in ("off", "on"))
+    return {
+        "searches": len(timings["on"]),
+        "p50_ms_off": round(off, 4),
+        "p50_ms_on": round(on, 4),
+        "ratio": round(on / off, 3),
+    }
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench tune", description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -256,7 +314,7 @@ def main(argv: list[str]) -> int:
             data = load(Path(args.data_dir) / name)
             datasets[name] = asyncio.run(run_dataset(dsn, name, data, args.sample, args.targets))
     result["datasets"] = datasets
-    for block in ("sampled", "half_queries", "left_out"):
+    for block in ("sampled", "half_queries", "logged", "left_out"):
         cases = [case for d in datasets.values() for case in d[block].values()]
         result[f"{block}_all_meet_target"] = all(c["meets_target"] for c in cases)
         result[f"{block}_all_within_one_step"] = all(c["within_one_step"] for c in cases)

@@ -140,6 +140,7 @@ LAYERS = [
             "pgvs.progress",
             "pgvs.search",
             "pgvs.tuning",
+            "pgvs.query_log",
             "pgvs.scale",
         },
     ),

@@ -26,6 +26,7 @@ from .indexes import (
     index_problem,
     resolve_quantization,
 )
+from .query_log import MAX_QUERY_LOG
 from .scale import CONSISTENCIES, Consistency, PartitionBy, check_replicas, scale_problem
 
 __all__ = [
@@ -170,6 +171,8 @@ class StoreConfig:
 
     # -- fault tolerance and isolation (issue 16) --
     row_level_security: bool = False
+    # -- tuning on served queries: the newest N query vectors, for tune(queries="recent") --
+    query_log: int = 0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are written once, here
@@ -243,6 +246,7 @@ class StoreConfig:
                 "domain_id is set but columns maps domain_id to None: tenancy needs that column"
             )
         self._check_row_level_security()
+        self._check_query_log()
         if self.text_search is not None:
             for needed in ("content", "content_tsv"):
                 if self.columns[needed] is None:
@@ -330,6 +334,15 @@ class StoreConfig:
                 "policy on the parent table does not cover queries that name a partition",
                 hint="Choose one: partitions keep each tenant in a table of its own, row-level "
                 "security keeps tenants apart in one table.",
+            )
+
+    def _check_query_log(self) -> None:
+        value = self.query_log
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_QUERY_LOG:
+            raise ConfigurationError(
+                f"query_log must be an integer from 0 (off) to {MAX_QUERY_LOG:,}, got {value!r}",
+                hint="It is how many of the newest query vectors the store keeps for "
+                'tune(queries="recent"); a few hundred is plenty.',
             )
 
     def _check_text_search(self) -> None:

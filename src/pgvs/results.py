@@ -288,7 +288,8 @@ class TuneReport:
     bisection's last bracket: the smallest setting reaching the target on these queries lies
     within ``step`` below ``setting``. ``complete`` is False when ``max_seconds`` ran out first
     (the report then holds the best setting measured so far). ``applied``: persisted as the
-    store's default (``apply=True``).
+    store's default (``apply=True``). ``logged``: the queries were the searches' own, read from
+    the query log (``queries="recent"``).
     """
 
     parameter: str
@@ -307,6 +308,7 @@ class TuneReport:
     hint: str | None = None
     elapsed_seconds: float = 0.0
     applied: bool = False
+    logged: bool = False  # queries="recent": the searches' own queries, from the query log
 
     @property
     def chosen(self) -> TunePoint | None:
@@ -333,7 +335,13 @@ class TuneReport:
     def to_table(self) -> str:
         """The report as plain text: a header, the curve (the chosen row marked), a verdict."""
         name = self.parameter.split(".")[-1]
-        source = "sampled stored vectors" if self.sampled else "given queries"
+        source = (
+            "sampled stored vectors"
+            if self.sampled
+            else "logged queries (the newest served)"
+            if self.logged
+            else "given queries"
+        )
         lines = [
             f"tune {self.parameter} ({self.index_type}) for recall@{self.k} >= "
             f"{self.target_recall:g}: {self.queries} {source}"
@@ -372,7 +380,7 @@ class TuneReport:
             lines.append(
                 "note: measured on stored rows moved off the index (new rows like them); queries "
                 "unlike them (questions against passages, another source) can need a much larger "
-                "setting: tune with queries= of your own"
+                'setting: tune with queries= of your own, or queries="recent" with query_log set'
             )
         return "\n".join(lines)
 

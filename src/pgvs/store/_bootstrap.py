@@ -19,6 +19,7 @@ from ..errors import ConfigurationError, ExtensionMissingError, SchemaMismatchEr
 from ._context import StoreContext
 from ._index_manager import IndexManager
 from ._projection import ensure_projection
+from ._query_log import prepare_query_log
 from ._rls import ensure_policy
 from ._session import logger
 from ._tenancy import check_distributed, distribute, partitioned_problem
@@ -94,6 +95,7 @@ async def prepare_schema(
             raise SchemaMismatchError(problem, hint="Leave partition_by unset for this table.")
         await distribute(connection, ctx)
         await ensure_policy(connection, ctx)
+        await prepare_query_log(connection, ctx)
         if config.pca:
             await ensure_projection(ctx, connection)
         index_due = await indexes.initial_index(connection)

@@ -178,7 +178,9 @@ class IndexMethods:
         torchdocs this chooses what rows left out of the index build choose, within sampling
         noise: README, "Tuning recall"). Sparse and bit rows stay as they are, each left out of its own answers. Queries
         *unlike* the stored rows (questions against passages, another source) can need a much
-        larger setting: pass a few hundred of them as ``queries``. The setting is swept
+        larger setting: pass a few hundred of them as ``queries``, or ``queries="recent"`` for
+        the newest ones this store's searches were given (a store opened with ``query_log=N``
+        keeps them, for every process, in a table beside the store's). The setting is swept
         upward by doubling, then bisected, until the smallest setting whose mean recall reaches
         the target is bracketed; every point records mean and p05 recall and the p50 and p95
         latency of one search's round trip. The vector index is forced while measuring (a small
@@ -203,7 +205,8 @@ class IndexMethods:
         their value until they reopen; running ``tune(apply=True)`` again replaces it.
 
         Raises ValidationError for ``target_recall`` outside (0, 1], ``k`` < 1, a ``sample``
-        larger than the rows (matching the filter), or empty ``queries``; ConfigurationError
+        larger than the rows (matching the filter), empty ``queries``, or ``"recent"`` with no
+        query log or an empty one; ConfigurationError
         when the store has no valid vector index (exact search already has recall 1.0).
         """
         return await self._tuner.tune(

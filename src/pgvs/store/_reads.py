@@ -23,6 +23,7 @@ from ..planning import QueryPlan, search_settings, set_local_sql
 from ..results import Record, SearchExplanation, SearchResult
 from ._context import StoreContext, check_k, check_query_options
 from ._index_manager import IndexManager
+from ._query_log import QueryLog
 from ._session import Session, SqlBegun, end_failed, scope
 
 __all__ = ["Reader"]
@@ -45,10 +46,18 @@ def _with_route(
 
 
 class Reader:
-    def __init__(self, ctx: StoreContext, session: Session, indexes: IndexManager) -> None:
+    def __init__(
+        self,
+        ctx: StoreContext,
+        session: Session,
+        indexes: IndexManager,
+        log: QueryLog | None = None,
+    ) -> None:
         self.ctx = ctx
         self.session = session
         self.indexes = indexes
+        # Where searches record their queries (query_log); None when the store keeps none.
+        self.log = log if log is not None and log.enabled else None
         self._plain_sql: dict[tuple[int, bool, bool], str] = {}
 
     async def count(self, filter: Mapping[str, Any] | None) -> int:
@@ -187,6 +196,8 @@ class Reader:
         check_k(k)
         ctx = self.ctx
         value = ctx.query_value(query)
+        if self.log is not None:
+            self.log.record(value)
         if self._needs_plan(k, filter, ef_search, probes, exact):
             route = None if exact else self.indexes.route(filter)
             plan = self.plan(k, filter, ef_search, probes, exact, route)
@@ -225,6 +236,8 @@ class Reader:
         values = ctx.query_values(queries)
         if not values:
             return []
+        if self.log is not None:
+            self.log.record_many(values)
         route = None if exact else self.indexes.route(filter)
         plan = self.plan(k, filter, ef_search, probes, exact, route)
         compiled = ctx.compile(filter, ctx.sql.search_params_start())

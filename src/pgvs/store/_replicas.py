@@ -30,6 +30,7 @@ from ..errors import connection_lost, redact_dsn
 from ..scale import ReplicaRotation
 from ._context import StoreContext
 from ._index_manager import IndexManager
+from ._query_log import QueryLog
 from ._reads import Reader
 from ._session import Session, logger
 from ._strategies import Strategies
@@ -110,7 +111,7 @@ class Replicas:
         if self.enabled:
             replica_config = config.replace(pool_min_size=0, read_replicas=())
             self._replicas = [
-                _Replica(dsn, _parts(ctx, Session(replica_config), indexes))
+                _Replica(dsn, _parts(ctx, Session(replica_config), indexes, primary.reader.log))
                 for dsn in config.read_replicas
             ]
         self._rotation = ReplicaRotation(len(self._replicas), config.replica_retry_interval)
@@ -260,8 +261,11 @@ class Replicas:
             await replica.parts.session.close()
 
 
-def _parts(ctx: StoreContext, session: Session, indexes: IndexManager) -> ReadParts:
-    reader = Reader(ctx, session, indexes)
+def _parts(
+    ctx: StoreContext, session: Session, indexes: IndexManager, log: QueryLog | None
+) -> ReadParts:
+    # A replica's searches record into the primary's log: it is written on the primary.
+    reader = Reader(ctx, session, indexes, log)
     return ReadParts(session, reader, Strategies(ctx, session, reader))
 
 

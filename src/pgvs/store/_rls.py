@@ -15,6 +15,7 @@ import warnings
 
 import asyncpg
 
+from .._sql import quote_ident
 from ..errors import SchemaMismatchError
 from ._context import StoreContext
 from ._session import logger
@@ -30,32 +31,44 @@ _STATE = (
 _BYPASSES = "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
 
 
-async def ensure_policy(connection: asyncpg.Connection, ctx: StoreContext) -> None:
+async def ensure_policy(
+    connection: asyncpg.Connection,
+    ctx: StoreContext,
+    *,
+    table: str | None = None,
+    table_text: str | None = None,
+) -> None:
     """Enable, force and create the policy when missing (auto_create_table), else verify;
-    in the set-up transaction, under the table's lock. Warn when this role bypasses RLS."""
+    in the set-up transaction, under the table's lock. Warn when this role bypasses RLS.
+
+    ``table`` / ``table_text`` (quoted / as text): a side table of the store with its own
+    ``domain_id`` column (the query log), held to the same policy; default the store's table.
+    """
     config, sql = ctx.config, ctx.sql
     if not config.row_level_security:
         return
-    state = await connection.fetchrow(_STATE, sql.table_text, POLICY)
+    side = table is not None
+    table = table or sql.table
+    table_text = table_text or sql.table_text
+    state = await connection.fetchrow(_STATE, table_text, POLICY)
     assert state is not None, "the table exists by now"
     if not (state["forced"] and state["has_policy"]):
         if not config.auto_create_table:
             raise SchemaMismatchError(
-                f"row_level_security=True but {sql.table} has no forced {POLICY} policy",
+                f"row_level_security=True but {table} has no forced {POLICY} policy",
                 hint="Initialize once with auto_create_table=True as the table's owner, or "
                 "create the policy as the README's Reliability section shows.",
             )
-        domain = sql.col("domain_id")
+        domain = quote_ident("domain_id") if side else sql.col("domain_id")
         predicate = f"{domain} = current_setting('pgvs.domain', true)"
-        await connection.execute(f"ALTER TABLE {sql.table} ENABLE ROW LEVEL SECURITY")
-        await connection.execute(f"ALTER TABLE {sql.table} FORCE ROW LEVEL SECURITY")
+        await connection.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+        await connection.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
         if not state["has_policy"]:
             await connection.execute(
-                f"CREATE POLICY {POLICY} ON {sql.table} USING ({predicate}) "
-                f"WITH CHECK ({predicate})"
+                f"CREATE POLICY {POLICY} ON {table} USING ({predicate}) WITH CHECK ({predicate})"
             )
-        logger.info("row-level security enabled on %s (policy %s)", sql.table, POLICY)
-    if await connection.fetchval(_BYPASSES):
+        logger.info("row-level security enabled on %s (policy %s)", table, POLICY)
+    if not side and await connection.fetchval(_BYPASSES):
         warnings.warn(
             f"row_level_security=True, but the role connecting to {sql.table} is a superuser "
             "or has BYPASSRLS, so PostgreSQL does not apply the policy to it: only the store's "

@@ -108,6 +108,8 @@ class Strategies:
             candidates=candidates,
         )
         value = ctx.query_value(query)
+        if self.reader.log is not None:
+            self.reader.log.record(value)
         plan = self.reader.plan(per_leg, filter, ef_search, None, False)
         first = ctx.sql.search_params_start()
         compiled = ctx.compile(filter, first) if filter else None
@@ -161,6 +163,8 @@ class Strategies:
         check_k(k)
         check_mmr(k, fetch_k, lambda_mult)
         value = ctx.query_value(query)
+        if self.reader.log is not None:
+            self.reader.log.record(value)
         query_vector = _rows.vectors_to_matrix(
             [query], ctx.config.dimensions, half=False, what="query"
         )[0]

@@ -30,6 +30,7 @@ from ..planning import QueryPlan, search_settings, set_local_sql
 from ..results import IndexStatus, TunePoint, TuneReport
 from ._context import StoreContext
 from ._index_manager import IndexManager
+from ._query_log import QueryLog
 from ._session import Session, logger
 
 __all__ = ["TuneProgress", "Tuner"]
@@ -63,10 +64,13 @@ async def _read_only(
 
 
 class Tuner:
-    def __init__(self, ctx: StoreContext, session: Session, indexes: IndexManager) -> None:
+    def __init__(
+        self, ctx: StoreContext, session: Session, indexes: IndexManager, log: QueryLog
+    ) -> None:
         self.ctx = ctx
         self.session = session
         self.indexes = indexes
+        self.log = log
 
     async def tune(
         self,
@@ -92,11 +96,17 @@ class Tuner:
         status = await self._index()
         parameter = tuning.PARAMETERS[str(status.index_type)]
         sampled = queries is None
+        logged = isinstance(queries, str)
+        if logged and queries != "recent":
+            raise ValidationError(
+                f'queries must be query vectors, None (sample stored rows) or "recent" (the '
+                f"query log), got {queries!r}"
+            )
         if sampled:
             async with self.session.pool.acquire() as connection:
                 values, own_ids = await self._sample(connection, filter, sample)
         else:
-            values = ctx.query_values(queries)
+            values = ctx.query_values(await self.log.recent() if logged else queries)
             own_ids = [None] * len(values)
             if not values:
                 raise ValidationError("queries is empty: give at least one query vector")
@@ -164,6 +174,8 @@ class Tuner:
             elapsed_seconds=time.perf_counter() - started,
             quantized=ctx.rows_per_result > 1,
         )
+        if logged:
+            report = dataclasses.replace(report, logged=True)
         if apply and report.setting is not None:
             await self._persist(status, report)
             report = dataclasses.replace(report, applied=True)

@@ -31,6 +31,7 @@ from ._index_api import IndexMethods
 from ._index_manager import IndexManager
 from ._ingest import ingest_columns, run_ingest
 from ._load_build import load_then_build
+from ._query_log import QueryLog
 from ._reads import Reader
 from ._replicas import ReadParts, ReadRouting, Replicas, noted_write
 from ._session import Session, retried_read
@@ -62,10 +63,11 @@ class AsyncPGVectorStore(IndexMethods):
         self._ctx = StoreContext(config)
         self._session = Session(config)
         self._indexes = IndexManager(self._ctx, self._session)
-        self._reader = Reader(self._ctx, self._session, self._indexes)
+        self._query_log = QueryLog(self._ctx, self._session)
+        self._reader = Reader(self._ctx, self._session, self._indexes, self._query_log)
         self._writer = Writer(self._ctx, self._session, self._indexes.after_write)
         self._strategies = Strategies(self._ctx, self._session, self._reader)
-        self._tuner = Tuner(self._ctx, self._session, self._indexes)
+        self._tuner = Tuner(self._ctx, self._session, self._indexes, self._query_log)
         self._tenancy = Tenancy(self._ctx, self._session)
         primary = ReadParts(self._session, self._reader, self._strategies)
         self._replicas = Replicas(self._ctx, primary, self._indexes)
@@ -132,6 +134,7 @@ class AsyncPGVectorStore(IndexMethods):
         is an INVALID index, which the next start-up (or create_index) repairs.
         """
         await self._indexes.cancel_background()
+        await self._query_log.close()
         await self._replicas.close()
         await self._session.close()
 
