@@ -179,7 +179,12 @@ async def test_tenants_log_and_tune_on_their_own_queries(pg_dsn: str, table_name
             await b.search(query, k=2)
         assert (await a.tune(queries="recent")).queries == 5
         assert (await b.tune(queries="recent")).queries == 3
-    np.testing.assert_array_equal(await _logged(pg_dsn, table_name, "a"), _rows(7, 5))
+        np.testing.assert_array_equal(await _logged(pg_dsn, table_name, "a"), _rows(7, 5))
+        # Dropping a tenant drops its queries too, from any store (this one keeps no log).
+        async with AsyncPGVectorStore(options, query_log=0) as admin:
+            await admin.drop_domain("b")
+        assert len(await _logged(pg_dsn, table_name, "b")) == 0
+        assert len(await _logged(pg_dsn, table_name, "a")) == 5
 
 
 async def test_recent_without_a_log_or_with_an_empty_one_says_what_to_do(

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_QUERY_LOG",
     "column_type_sql",
     "create_statements",
+    "forget_sql",
     "insert_sql",
     "log_table_name",
     "recent_sql",
@@ -97,6 +98,11 @@ def trim_sql(table: str) -> str:
         f"DELETE FROM {table} WHERE domain_id = $1 AND seq <= ("
         f"SELECT seq FROM {table} WHERE domain_id = $1 ORDER BY seq DESC OFFSET $2 LIMIT 1)"
     )
+
+
+def forget_sql(table: str) -> str:
+    """$1 = domain: delete all of that domain's entries (``drop_domain``)."""
+    return f"DELETE FROM {table} WHERE domain_id = $1"
 
 
 def recent_sql(table: str) -> str:

@@ -133,6 +133,20 @@ class QueryLog:
         except Exception as exc:
             logger.warning("query log: %d entries not written at close: %s", pending, exc)
 
+    async def forget(self, domain: str) -> None:
+        """Delete ``domain``'s entries (``drop_domain``), whether or not this store logs: the
+        table may be another process's. Query vectors can be as telling as the rows."""
+        if domain == self.ctx.domain:
+            self._buffer.clear()
+            self._oldest = None
+        running = self._writing  # (its entries must not land after the delete)
+        if running is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(running)
+        if not await self.session.pool.fetchval("SELECT to_regclass($1) IS NOT NULL", self.table):
+            return
+        await self.session.pool.execute(ql.forget_sql(self.table), domain)
+
     async def recent(self) -> list[Any]:
         """This domain's newest ``query_log`` queries, newest first (this store's own buffered
         ones written first)."""

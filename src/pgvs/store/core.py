@@ -492,8 +492,11 @@ class AsyncPGVectorStore(IndexMethods):
     @noted_write
     async def drop_domain(self, domain: str) -> bool:
         """Remove every row of tenant ``domain``: with ``partition_by="domain"`` a DROP of its
-        partition (O(1)); otherwise a DELETE of its rows. True when it had a partition (rows)."""
-        return await self._tenancy.drop_domain(domain)
+        partition (O(1)); otherwise a DELETE of its rows. True when it had a partition (rows).
+        Its entries in the query log (``query_log``) are deleted too."""
+        dropped = await self._tenancy.drop_domain(domain)
+        await self._query_log.forget(domain)
+        return dropped
 
 
 class VectorStoreFactory:
