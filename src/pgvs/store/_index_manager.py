@@ -39,7 +39,8 @@ _PARTIALS_TTL = 60.0
 
 
 class IndexManager(IndexOperations):
-    """The vector index of one store: status, builds (manual and automatic), query defaults."""
+    """The vector index of one store: reads and query defaults (:mod:`._index_catalog`), builds
+    (:mod:`._index_ops`), and here the start-up check and what runs in the background."""
 
     def __init__(self, ctx: StoreContext, session: Session) -> None:
         super().__init__(ctx, session)
