@@ -131,6 +131,7 @@ LAYERS = [
             "pgvs.filters",
             "pgvs.partial",
             "pgvs.planning",
+            "pgvs._index_decisions",
             "pgvs._statements",
             "pgvs._schema_check",
             "pgvs._rows",

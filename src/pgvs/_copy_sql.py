@@ -13,7 +13,7 @@ from typing import Any
 from ._sql import quote_ident
 from ._statements import Statements
 
-__all__ = ["IngestSQL", "TargetInfo", "target_info"]
+__all__ = ["IngestSQL", "TargetInfo", "copy_or_stage", "target_info"]
 
 
 @dataclass(frozen=True)
@@ -196,3 +196,20 @@ def target_info(
         return TargetInfo(column_types, False, "the table has rules")
     parallel = relkind == "r" and unique_indexes == 1 and not has_triggers and not has_references
     return TargetInfo(column_types, True, parallel_writes=parallel)
+
+
+def copy_or_stage(
+    rows: int, stored: list[int], *, staged_only: bool
+) -> tuple[list[int], list[int]]:
+    """A batch's row positions split in two: those COPied straight into the table (their ids are
+    not stored), and ``stored`` (those whose ids are), merged from the staging table.
+
+    ``staged_only`` (row-level security: PostgreSQL refuses COPY FROM into a table whose policies
+    apply) sends every row through the stage and an INSERT.
+    """
+    if staged_only:
+        return [], list(range(rows))
+    if not stored:
+        return list(range(rows)), []
+    stored_set = set(stored)
+    return [i for i in range(rows) if i not in stored_set], stored

@@ -34,8 +34,9 @@ batch order: a batch waits for the previous batch's transaction by taking its ad
 wait the server can see, so any cycle of waits a concurrent writer could close through two of
 our batches is broken by PostgreSQL's deadlock detector instead of hanging.
 
-The machinery lives in :mod:`pgvs.store` (``_ingest``, ``_ingest_pipeline``, ``_ingest_sources``);
-this module keeps the public names and the function form ``await ingest(store, data, ...)``.
+The machinery lives in :mod:`pgvs.store` (``_ingest``, ``_ingest_pipeline``, ``_ingest_writer``,
+``_ingest_sources``); this module keeps the public names and the function form
+``await ingest(store, data, ...)``.
 """
 
 from __future__ import annotations

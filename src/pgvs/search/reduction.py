@@ -11,7 +11,7 @@ projected by the server.
 the stored vectors. The mean is left out: it shifts every projected point alike, so L2 distances
 (what the index ranks by) do not change. Until a store has rows to learn from, ``f`` is
 *provisional*: the first N coordinates (the prefix), marked so in the function's comment; the
-first index build fits the real projection on a sample (see :mod:`pgvs.store._index_manager`).
+first index build fits the real projection on a sample (see :mod:`pgvs.store._index_ops`).
 """
 
 from __future__ import annotations

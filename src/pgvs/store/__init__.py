@@ -5,8 +5,10 @@
 - ``_session``: the pool, dedicated connections, ``SET LOCAL`` transactions.
 - ``_bootstrap``: extension, schema, table and first index at ``initialize()``.
 - ``_writes`` / ``_reads``: row writes; counts, gets and searches.
-- ``_index_manager``: index builds (locks, progress, the automatic build) and query defaults.
-- ``_ingest`` / ``_ingest_pipeline`` / ``_ingest_sources``: bulk upserts by binary COPY.
+- ``_index_manager``: index builds (locks, progress, the automatic build) and query defaults,
+  on ``_index_catalog`` (reads, query defaults), ``_index_ops`` (builds), ``_index_builds``.
+- ``_ingest`` / ``_ingest_pipeline`` / ``_ingest_writer`` / ``_ingest_sources``: bulk upserts by
+  binary COPY.
 - ``_replicas``: reads routed to read replicas (read-your-writes); ``_tenancy``: tenant
   partitions and the Citus table.
 """

@@ -4,7 +4,7 @@ The table's build lock (an advisory lock, polled), the statement with its per-bu
 (``SET LOCAL``, or session-level on the dedicated connection for ``CONCURRENTLY``), progress
 sampled from ``pg_stat_progress_create_index`` on the pool, and the clean-up of an interrupted
 build; and the catalog rows of the table's vector indexes that every decision starts from.
-:mod:`._index_manager` decides *what* to build; this part only reads and runs.
+:mod:`._index_ops` decides *what* to build; this part only reads and runs.
 """
 
 from __future__ import annotations

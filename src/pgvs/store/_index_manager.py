@@ -1,17 +1,13 @@
-"""IndexManager: the lifecycle of a store's vector index.
+"""IndexManager: a store's vector index over its lifetime, and what runs in the background.
 
-Builds take turns under a session-level advisory lock on a dedicated connection and the catalog
-decides what to do (keep a valid index, repair an INVALID one, build a missing one), so any number
-of processes may ask at once. Progress is sampled from ``pg_stat_progress_create_index`` on the
-pool. The automatic build runs as one background task per store, started after writes; it never
-makes a write wait. What the index is decides the store's query defaults, so this part also keeps
-them (``ann``, IVFFlat's ``lists``, the session settings) in step with the catalog.
-
-Partial indexes (``create_index(where=..., domain=...)``, predicates from :mod:`pgvs.partial`)
-go through the same builder; their ``COMMENT`` records the filter document they were built for,
-so any store on the table recognises, routes searches to, and repairs them. The routable ones are
-kept in ``partials`` (refreshed at start-up, after every index operation, by ``list_indexes()``
-and, past a TTL, in the background), so a search decides its route without a catalog round trip.
+The start-up check (inside the schema transaction: keep the configured index, build an HNSW one
+on an empty table at once, or leave the rest to the background); the automatic build, one
+background task per store, started after writes and never making a write wait, which also
+repairs the store's INVALID partial indexes; and the re-read, past a TTL, of the partial indexes
+searches route to (so indexes other processes create or drop are seen without a restart). What
+must stop those tasks first (``drop_index``, ``close``) or wait on them (``wait_for_index``) is
+here too. Reads and query defaults are :mod:`._index_catalog`, builds :mod:`._index_ops`, the
+choices between them :mod:`pgvs._index_decisions`.
 """
 
 from __future__ import annotations
@@ -19,20 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 
-from .. import indexes as ix
-from .. import partial, planning, tuning
-from .._sql import quote_ident, quote_literal
-from ..errors import ConfigurationError, DatabaseError, ValidationError, translate_error
-from ..progress import ProgressCallback
+from .. import _index_decisions as decide
+from .. import partial, planning
+from ..errors import translate_error
 from ..results import IndexStatus
 from ._context import StoreContext
-from ._index_builds import BuildRunner, read_catalog
-from ._projection import fit_projection
+from ._index_builds import read_catalog
+from ._index_ops import IndexOperations
 from ._session import Session, logger
 
 __all__ = ["IndexManager"]
@@ -44,27 +38,15 @@ _AUTO_RETRY_DELAY = 60.0
 _PARTIALS_TTL = 60.0
 
 
-class IndexManager:
-    """The vector index of one store: status, builds (manual and automatic), query defaults."""
+class IndexManager(IndexOperations):
+    """The vector index of one store: reads and query defaults (:mod:`._index_catalog`), builds
+    (:mod:`._index_ops`), and here the start-up check and what runs in the background."""
 
     def __init__(self, ctx: StoreContext, session: Session) -> None:
-        self.ctx = ctx
-        self.session = session
-        self.builds = BuildRunner(ctx, session)
-        # Whether pgvs manages a vector index here (configured, or one of its indexes exists):
-        # ANN-only settings and pgvs's query defaults apply then.
-        self.ann = ctx.config.index_type != "none"
-        self.lists: int | None = None  # lists of the store's IVFFlat index, if any
-        self.tuned: dict[str, str] = {}  # what tune(apply=True) left on the indexes' comments
-        self.iterative = True  # the server's pgvector has iterative scans (set at bootstrap)
-        # Valid pgvs partial indexes searches may route to: (name, predicate, size in bytes).
-        self.partials: list[tuple[str, partial.Predicate, int]] = []
-        self._partials_at = -_PARTIALS_TTL
-        self._partial_probes: dict[str, int] = {}  # IVFFlat partial indexes: sqrt(their lists)
-        self._refresh: asyncio.Task[None] | None = None
+        super().__init__(ctx, session)
+        self._refresh: asyncio.Task[None] | None = None  # the re-read of ``partials``
         # Automatic index creation (one background task at a time per store).
         self._task: asyncio.Task[None] | None = None
-        self.wanted = False
         self._recheck = False
         self._retry_at = 0.0
         self._error: BaseException | None = None
@@ -103,18 +85,16 @@ class IndexManager:
                 self.ctx.sql.table,
             )
         status = statuses[0]  # the configured type's index
-        if status.usable or broken:
-            return bool(broken)
-        if status.exists:
+        step = decide.startup_step(c, status, broken_partials=bool(broken))
+        if step == "rebuild":
             logger.warning(
                 "vector index %s on %s is INVALID (an interrupted CREATE INDEX CONCURRENTLY?) "
                 "and is never used by queries; pgvs will rebuild it in the background",
                 status.name,
                 self.ctx.sql.table,
             )
-            return True
-        if c.index_type != "hnsw" or c.pca:  # IVFFlat and PCA learn from rows: later
-            return True
+        if step != "build_now":
+            return step != "keep"
         # The build lock, transaction-scoped here: no pgvs builder elsewhere may be creating the
         # same index (two concurrent CREATE INDEX IF NOT EXISTS of one name can fail).
         locked = await connection.fetchval(
@@ -130,105 +110,6 @@ class IndexManager:
         self.ann = True
         logger.info("created %s index %s on %s", spec.index_type, spec.name, self.ctx.sql.table)
         return False
-
-    def index_spec(
-        self,
-        index_type: str,
-        params: Mapping[str, Any] | None,
-        *,
-        rows: int,
-        name: str | None = None,
-    ) -> ix.IndexSpec:
-        return planning.index_spec(
-            self.ctx.config,
-            name=name or self.ctx.sql.index_name(index_type),
-            column_sql=self.ctx.sql.col("embedding"),
-            index_type=index_type,
-            params=params,
-            rows=rows,
-            projection=self.ctx.sql.projection,
-        )
-
-    async def read_statuses(self, connection: Any) -> list[IndexStatus]:
-        """The status of every index name this store may own, the configured type's first."""
-        names = self.ctx.sql.index_names()
-        rows = await connection.fetch(
-            self.ctx.sql.INDEX_STATUS_QUERY, self.ctx.sql.table_text, names
-        )
-        by_name = {row["name"]: row for row in rows}
-        statuses = []
-        for name in names:
-            row = by_name.get(name)
-            if row is None:
-                statuses.append(IndexStatus(name=name, exists=False))
-                continue
-            statuses.append(
-                IndexStatus(
-                    name=name,
-                    exists=True,
-                    valid=bool(row["valid"]),
-                    index_type=row["method"],
-                    params=ix.parse_reloptions(row["reloptions"]),
-                    size_bytes=int(row["size_bytes"]),
-                    opclass=row["opclass"],
-                    definition=row["definition"],
-                    building=bool(row["building"]),
-                )
-            )
-        return statuses
-
-    def predicate(self, where: Mapping[str, Any] | None, domain: str | None) -> partial.Predicate:
-        ctx = self.ctx
-        return partial.compile_predicate(
-            where,
-            domain,
-            ctx.filter_target,
-            domain_sql=ctx.sql.col("domain_id") if ctx.has_domain else None,
-        )
-
-    async def read_indexes(self, connection: Any) -> list[IndexStatus]:
-        catalog = await read_catalog(self.ctx, connection)
-        self.note_partials(catalog)
-        return [status for status, _ in catalog]
-
-    async def status_of(self, connection: Any, name: str) -> IndexStatus:
-        for status in await self.read_indexes(connection):
-            if status.name == name:
-                return status
-        return IndexStatus(name=name, exists=False)
-
-    def _mine(
-        self, status: IndexStatus, recorded: dict[str, Any] | None
-    ) -> partial.Predicate | None:
-        """The predicate of a partial index pgvs built for this store's configuration: its
-        comment compiles, here, to the same predicate, type and quantization, on the operator
-        class this store searches with. None for anything else (never routed to or repaired)."""
-        if recorded is None or status.index_type not in ix.INDEX_TYPES:
-            return None
-        try:
-            predicate = self.predicate(status.where or None, status.domain)
-            spec = self.index_spec(status.index_type, {}, rows=0, name=status.name)
-        except (ValidationError, ConfigurationError):
-            return None  # written for another configuration of this table
-        expected = partial.parse_comment(predicate.comment(spec.index_type, spec.quantization))
-        return predicate if status.opclass == spec.opclass and recorded == expected else None
-
-    def note_partials(self, catalog: Sequence[tuple[IndexStatus, dict[str, Any] | None]]) -> None:
-        """Keep the partial indexes searches may route to: valid, and this store's (``_mine``)."""
-        routable = []
-        probes: dict[str, int] = {}
-        for status, recorded in catalog:
-            if recorded is not None:
-                self.ann = True
-            predicate = self._mine(status, recorded) if status.valid else None
-            if predicate is None:
-                continue
-            routable.append((status.name, predicate, status.size_bytes))
-            if status.index_type == "ivfflat":
-                lists = int(planning.effective_params("ivfflat", status.params)["lists"])
-                probes[status.name] = ix.default_probes(lists)
-        self.partials, self._partial_probes = routable, probes
-        self._partials_at = asyncio.get_running_loop().time()
 
     async def _refresh_partials(self) -> None:
         try:
@@ -256,185 +137,6 @@ class IndexManager:
         if chosen is None or chosen.name not in self._partial_probes:
             return chosen
         return dataclasses.replace(chosen, probes=self._partial_probes[chosen.name])
-
-    def note_statuses(self, statuses: Sequence[IndexStatus]) -> None:
-        """Remember what the query defaults depend on: an index exists, IVFFlat's lists."""
-        if any(status.exists for status in statuses):
-            self.ann = True
-        self.lists = next(
-            (
-                int(status.params.get("lists", 100))  # pgvector's default lists
-                for status in statuses
-                if status.exists and status.index_type == "ivfflat"
-            ),
-            None,
-        )
-
-    def desired_session(self) -> dict[str, str]:
-        return planning.session_settings(
-            self.ctx.config, managed=self.ann, lists=self.lists, tuned=self.tuned
-        )
-
-    async def load_tuned(self, connection: Any) -> None:
-        """Read the settings ``tune(apply=True)`` persisted on this store's indexes' comments."""
-        rows = await connection.fetch(
-            tuning.TUNED_COMMENTS_QUERY, self.ctx.config.schema, self.ctx.sql.index_names()
-        )
-        self.tuned = {}
-        for row in rows:
-            self.tuned.update(tuning.parse_tuned_comment(row["comment"]))
-
-    async def refresh_session(self, connection: Any) -> None:
-        """Re-read the store's indexes and bring the pool's query defaults in step with them."""
-        self.note_statuses(await self.read_statuses(connection))
-        await self.load_tuned(connection)
-        await self.read_indexes(connection)  # the partial indexes searches may route to
-        await self.session.apply_settings(self.desired_session())
-
-    async def _build(
-        self,
-        index_type: str,
-        params: Mapping[str, Any] | None,
-        *,
-        concurrently: bool,
-        wait: bool,
-        settings: Sequence[tuple[str, str]],
-        progress: ProgressCallback | bool | None = None,
-        predicate: partial.Predicate | None = None,
-        name: str | None = None,
-    ) -> IndexStatus | None:
-        """Make the index of ``index_type`` exist and be valid; the catalog decides, under the lock.
-
-        ``wait=False`` (automatic builds) gives up when another builder holds the lock (None).
-        An existing valid index is kept (with explicit ``params`` whose effective values differ,
-        or another predicate, that is an error); an INVALID one is reported, dropped and rebuilt,
-        never kept. With ``predicate`` the index is partial, named ``name`` or after it.
-        """
-        derived = name is None
-        if name is None:
-            name = (
-                self.ctx.sql.index_name(index_type)
-                if predicate is None
-                else self.ctx.sql.partial_index_name(index_type, predicate.digest)
-            )
-        spec = self.index_spec(index_type, params, rows=0, name=name)  # refuse before I/O
-        comment = predicate.comment(spec.index_type, spec.quantization) if predicate else None
-        connection = await self.session.connect_dedicated()
-        try:
-            if not await self.builds.lock(connection, wait=wait):
-                return None
-            status, recorded = next(
-                (pair for pair in await read_catalog(self.ctx, connection) if pair[0].name == name),
-                (IndexStatus(name=name, exists=False), None),
-            )
-            # An index of that name must be the one asked for: type, partial or not, predicate
-            # (a comment-less partial index is accepted only under its derived, digest name).
-            ours = predicate is None or (recorded is None and derived)
-            if status.exists and (
-                status.index_type != index_type
-                or (predicate is None) != (status.predicate is None)
-                or not (ours or recorded == partial.parse_comment(comment))
-            ):
-                raise ConfigurationError(
-                    f"index {name} exists as another index: {status.definition}",
-                    hint="drop_index(name) first, or choose another name.",
-                )
-            if status.usable:
-                self.ann = True
-                if comment is not None and recorded is None:
-                    # Built, but the comment of a concurrent build never landed: the derived
-                    # name carries the predicate's digest, so this is the index asked for.
-                    await connection.execute(
-                        self.ctx.sql.comment_on_index(name, quote_literal(comment))
-                    )
-                await self.refresh_session(connection)
-                # Compare effective values: {} and {"m": 16, "ef_construction": 64} are the
-                # same HNSW index (pgvector's defaults), so only a real difference is an error.
-                have = planning.effective_params(index_type, status.params)
-                wanted = ix.check_index_params(index_type, params or {})
-                different = {k: v for k, v in wanted.items() if have.get(k) != v}
-                if params is not None and different:
-                    raise ConfigurationError(
-                        f"index {name} exists with {have}, not {different}",
-                        hint="drop_index() first to rebuild it with other parameters.",
-                    )
-                return await self.status_of(connection, name)
-            if status.exists:
-                if status.building:
-                    # Not a pgvs builder (they hold the lock we hold): leave its build alone.
-                    raise DatabaseError(
-                        f"index {name} is being built by another session outside pgvs",
-                        hint="Wait for that build to finish, or cancel it, then retry.",
-                    )
-                logger.warning(
-                    "vector index %s on %s is INVALID (an interrupted concurrent build?); "
-                    "dropping and rebuilding it",
-                    name,
-                    self.ctx.sql.table,
-                )
-                await connection.execute(self.ctx.sql.drop_index(name, concurrently=concurrently))
-            rows = 0
-            if predicate is not None and not await connection.fetchval(
-                self.ctx.sql.rows_where(predicate.sql, limit=True)
-            ):
-                logger.warning(
-                    "partial index %s on %s: no row matches %s yet; building it anyway (rows "
-                    "that match later are indexed as they are written)",
-                    name,
-                    self.ctx.sql.table,
-                    predicate.sql,
-                )
-            elif index_type == "ivfflat" and "lists" not in (
-                params if params is not None else self.ctx.config.index_params
-            ):
-                counted = (
-                    self.ctx.sql.count_all()
-                    if predicate is None
-                    else self.ctx.sql.rows_where(predicate.sql, limit=False)
-                )
-                rows = int(await connection.fetchval(counted))
-            if self.ctx.config.pca and predicate is None and not self.partials:
-                # No index depends on the projection now (this build makes the only one):
-                # fit it on the rows as they are.
-                await fit_projection(self.ctx, self.session, connection)
-            spec = self.index_spec(index_type, params, rows=rows, name=name)
-            if predicate is None:
-                statement = spec.create_sql(self.ctx.sql.table, concurrently=concurrently)
-            else:
-                statement = self.ctx.sql.create_partial_index(
-                    spec, predicate.sql, concurrently=concurrently
-                )
-            logger.info("building %s index %s on %s", index_type, name, self.ctx.sql.table)
-            await self.builds.execute(
-                connection,
-                statement,
-                concurrently=concurrently,
-                settings=settings,
-                progress=progress,
-                description=f"{index_type} index",
-                target=spec,  # maintenance_work_mem sized to its graph, unless given
-            )
-            if comment is not None:
-                # A utility statement takes no parameters: the comment goes through the one
-                # audited literal helper.
-                await connection.execute(
-                    self.ctx.sql.comment_on_index(name, quote_literal(comment))
-                )
-            status = await self.status_of(connection, name)
-            if not status.usable:
-                raise DatabaseError(
-                    f"index {name} was built but is not valid",
-                    hint="Check the server log; reindex() or drop_index() and retry.",
-                )
-            self.ann = True
-            await self.refresh_session(connection)
-            return await self.status_of(connection, name)
-        except BaseException:
-            await self.builds.abandon(connection)
-            raise
-        finally:
-            if not connection.is_closed():
-                await connection.close()
 
     def after_write(self) -> None:
         """Every write path calls this once its rows are committed: while the automatic index is
@@ -479,13 +181,14 @@ class IndexManager:
         c = self.ctx.config
         await self._repair_partials()
         status = await self.status_of(self.session.pool, self.ctx.sql.index_name(c.index_type))
-        if status.usable:
+        step = decide.auto_step(c, status)
+        if step == "done":
             self.ann = True
             await self.refresh_session(self.session.pool)  # built by another process, perhaps
             return True
-        if status.building:
+        if step == "wait":
             return False  # someone is on it; a later write checks again
-        if (c.index_type == "ivfflat" or c.pca) and not status.exists:
+        if step == "count":
             rows = await self.session.pool.fetchval(
                 self.ctx.sql.rows_at_least(), c.min_rows_for_index
             )
@@ -517,54 +220,6 @@ class IndexManager:
                 name=status.name,
             )
 
-    async def create_index(
-        self,
-        index_type: str | None = None,
-        params: Mapping[str, int] | None = None,
-        *,
-        where: Mapping[str, Any] | None = None,
-        domain: str | None = None,
-        name: str | None = None,
-        concurrently: bool = False,
-        maintenance_work_mem: str | int | None = None,
-        max_parallel_maintenance_workers: int | None = None,
-        progress: ProgressCallback | bool | None = None,
-    ) -> IndexStatus:
-        """AsyncPGVectorStore.create_index."""
-        chosen = index_type if index_type is not None else self.ctx.config.index_type
-        if chosen == "none":
-            raise ConfigurationError(
-                "create_index() needs an index type: this store's index_type is 'none'",
-                hint="Pass 'hnsw' or 'ivfflat'.",
-            )
-        predicate = None
-        if where is not None or domain is not None:
-            predicate = self.predicate(where, domain)
-        elif name is not None:
-            raise ValidationError(
-                "name= applies to partial indexes (with where= or domain=); the store's full "
-                "index keeps its derived name"
-            )
-        if name is not None:
-            quote_ident(name)  # a valid, 63-byte-safe identifier, or ConfigurationError
-        settings = planning.build_settings(
-            self.ctx.config, maintenance_work_mem, max_parallel_maintenance_workers
-        )
-        status = await self._build(
-            chosen,
-            params,
-            concurrently=concurrently,
-            wait=True,
-            settings=settings,
-            progress=progress,
-            predicate=predicate,
-            name=name,
-        )
-        assert status is not None  # wait=True always ends with a status or an error
-        if chosen == self.ctx.config.index_type and predicate is None:
-            self.wanted = False
-        return status
-
     async def drop_index(self, name: str | None = None, *, concurrently: bool = False) -> bool:
         """AsyncPGVectorStore.drop_index: a background build is cancelled first."""
         await self.cancel_background()
@@ -587,58 +242,6 @@ class IndexManager:
             return bool(targets)
         finally:
             await connection.close()
-
-    async def reindex(
-        self,
-        *,
-        concurrently: bool = False,
-        maintenance_work_mem: str | int | None = None,
-        max_parallel_maintenance_workers: int | None = None,
-        progress: ProgressCallback | bool | None = None,
-    ) -> IndexStatus:
-        """AsyncPGVectorStore.reindex."""
-        settings = planning.build_settings(
-            self.ctx.config, maintenance_work_mem, max_parallel_maintenance_workers
-        )
-        connection = await self.session.connect_dedicated()
-        try:
-            await self.builds.lock(connection, wait=True)
-            statuses = [s for s in await self.read_statuses(connection) if s.exists]
-            statuses += [s for s in await self.read_indexes(connection) if s.where is not None]
-            if not statuses:
-                return (await self.read_statuses(connection))[0]
-            for status in statuses:
-                if status.building:
-                    raise DatabaseError(
-                        f"index {status.name} is being built by another session outside pgvs",
-                        hint="Wait for that build to finish, or cancel it, then retry.",
-                    )
-                await self.builds.execute(
-                    connection,
-                    self.ctx.sql.reindex(status.name, concurrently=concurrently),
-                    concurrently=concurrently,
-                    settings=settings,
-                    progress=progress,
-                    description=f"reindex {status.index_type}",
-                    target=status,  # maintenance_work_mem sized to its graph, unless given
-                )
-            await self.refresh_session(connection)
-            return await self.status_of(connection, statuses[0].name)
-        except BaseException:
-            await self.builds.abandon(connection)
-            raise
-        finally:
-            if not connection.is_closed():
-                await connection.close()
-
-    async def list_indexes(self) -> list[IndexStatus]:
-        """AsyncPGVectorStore.list_indexes."""
-        return await self.read_indexes(self.session.pool)
-
-    async def index_status(self) -> IndexStatus:
-        """AsyncPGVectorStore.index_status."""
-        statuses = await self.read_statuses(self.session.pool)
-        return next((status for status in statuses if status.exists), statuses[0])
 
     async def wait_for_index(self, timeout: float | None = None) -> IndexStatus:
         """AsyncPGVectorStore.wait_for_index."""

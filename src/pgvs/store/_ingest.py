@@ -15,8 +15,9 @@ from ..errors import ConfigurationError, IngestError, ValidationError, translate
 from ..progress import IngestProgressCallback, ingest_progress
 from ..results import IngestResult
 from ._context import StoreContext
-from ._ingest_pipeline import BatchFailed, Pipeline
+from ._ingest_pipeline import Pipeline
 from ._ingest_sources import source_for
+from ._ingest_writer import BatchFailed
 from ._session import Session
 
 __all__ = [

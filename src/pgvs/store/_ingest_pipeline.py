@@ -1,8 +1,10 @@
 """The ingest pipeline: read and encode in a worker thread, write batches by binary COPY.
 
-See :mod:`pgvs.ingest` for the contract and how a batch is written. This module is the
-machinery: :class:`Pipeline` runs one ingest on a store's context and pool, pipelined over up to
-``connections`` pooled connections (or atomically on one), committing batches in order.
+See :mod:`pgvs.ingest` for the contract and how a batch is written. This module is the flow of
+batches: :class:`Pipeline` runs one ingest on a store's context and pool, pipelined over up to
+``connections`` pooled connections (or atomically on one), committing batches in order, and
+retrying the batches in flight after a deadlock. The statements of one batch, and the turn its
+transaction takes among those in flight, are :mod:`._ingest_writer`'s.
 """
 
 from __future__ import annotations
@@ -14,11 +16,8 @@ import contextlib
 import inspect
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeVar
-
-import asyncpg
 
 from .. import _batches
 from .._batches import BatchEncoder, EncodedBatch, RawBatch
@@ -35,10 +34,10 @@ from ._ingest_sources import (
     one_ahead,
     records_batch,
 )
+from ._ingest_writer import Aborted, BatchFailed, BatchWriter, Turn, wrap
 from ._session import Session, end_failed, scope
-from ._session import transaction as guarded
 
-__all__ = ["BatchFailed", "Pipeline", "default_batch_size"]
+__all__ = ["Pipeline", "default_batch_size"]
 
 T = TypeVar("T")
 
@@ -49,21 +48,9 @@ _BATCH_BYTES = 6 * 2**20
 _MIN_BATCH, _MAX_BATCH = 64, 10_000
 _SPARSE_BATCH = 1000
 _INDEXED_BATCH = 500  # with an HNSW or IVFFlat index (see default_batch_size)
-_COPY_CHUNK = 1 << 20  # bytes per CopyData message
-
-
-class _Aborted(Exception):
-    """An earlier batch failed, so this one rolled back without writing."""
-
-
-class BatchFailed(Exception):
-    """Internal: batch ``batch`` (rows ``row_range``) failed because of ``__cause__``."""
-
-    def __init__(self, batch: int, row_range: tuple[int, int], stage: str) -> None:
-        super().__init__(stage)
-        self.batch = batch
-        self.row_range = row_range
-        self.stage = stage
+# deadlock_detected, serialization_failure: the batch lost to a concurrent writer; try again.
+_RETRYABLE = frozenset({"40P01", "40001"})
+_MAX_RETRIES = 8  # in a row, without a commit in between
 
 
 def default_batch_size(vector_type: str, dimensions: int, *, vector_index: bool = False) -> int:
@@ -115,12 +102,9 @@ class Pipeline:
         # Filled in by start():
         self.plan: IngestSQL
         self.encoder: BatchEncoder
+        self.writer: BatchWriter
         self.atomic_conn: Any = None
         self.conn_lock = asyncio.Lock()
-        self.optimistic = False  # skip the id lookups (see start())
-        # First key of the batches' advisory locks: one per ingest (the 2-key lock space is
-        # apart from the 1-key one pgvs uses elsewhere).
-        self.lock_class = random.randrange(-(2**31), 2**31)
         self.retry_streak = 0  # retries since the last commit
         # With the default batch size, the first batch is a quarter of it: the server starts
         # writing a few ms after the call instead of after a whole batch has been encoded.
@@ -157,12 +141,14 @@ class Pipeline:
         self.plan = IngestSQL(ctx.sql, target, ctx.domain)
         # The same vector checks as add_vectors (e.g. a sparsevec non-zero limit for HNSW).
         self.encoder = BatchEncoder(ctx.config, self.plan, ctx.coerce_checked)
-        if target.direct_copy:
-            # An empty domain has nothing to look up: batches go straight to COPY (the unique
-            # index still stops any id that shows up meanwhile) until the first conflict.
-            self.optimistic = not await self.pool.fetchval(
-                self.plan.domain_has_rows(), *self.plan.domain_args()
-            )
+        # An empty domain has nothing to look up: batches go straight to COPY (the unique index
+        # still stops any id that shows up meanwhile) until the first conflict.
+        optimistic = target.direct_copy and not await self.pool.fetchval(
+            self.plan.domain_has_rows(), *self.plan.domain_args()
+        )
+        self.writer = BatchWriter(
+            self.pool, self.plan, ctx.config, self.details, optimistic=optimistic
+        )
 
     # -- stage 1: read and encode --------------------------------------------------------------
 
@@ -244,137 +230,10 @@ class Pipeline:
 
     # -- stage 2: write ------------------------------------------------------------------------
 
-    async def _probe(self, conn: Any, batch: EncodedBatch) -> list[int]:
-        """Positions (in batch.keys) of the rows whose id is stored already."""
-        if not self.plan.target.direct_copy:
-            return list(range(batch.rows))
-        if self.optimistic:
-            return []
-        started = time.perf_counter()
-        rows = await conn.fetch(self.plan.probe(), *self.plan.probe_args(batch.keys))
-        self.details["probe"] += time.perf_counter() - started
-        if not rows:
-            return []
-        stored = {r[0] for r in rows}
-        return [i for i, key in enumerate(batch.keys) if key in stored]
-
-    async def _copy(self, conn: Any, table: str, schema: str | None, data: bytes) -> None:
-        async def chunks() -> Any:
-            view = memoryview(data)
-            for start in range(0, len(data), _COPY_CHUNK):
-                yield view[start : start + _COPY_CHUNK]
-
-        # asyncpg quotes these names exactly as pgvs._sql.quote_ident does; they were checked by
-        # quote_ident when the store's config was built (the stage's name is a constant).
-        await conn.copy_to_table(
-            table,
-            source=chunks(),
-            columns=self.plan.copy_columns,
-            schema_name=schema,
-            format="binary",
-        )
-
-    async def _copy_new(self, conn: Any, batch: EncodedBatch, new: Sequence[int]) -> None:
-        started = time.perf_counter()
-        data = batch.stream if len(new) == batch.rows else batch.subset(new)
-        c = self.ctx.config
-        await self._copy(conn, c.table_name, c.schema, data)
-        self.details["copy"] += time.perf_counter() - started
-
-    def _split(self, batch: EncodedBatch, stored: list[int]) -> tuple[list[int], list[int]]:
-        if self.pool.domain is not None:
-            # Row-level security: PostgreSQL refuses COPY FROM into a table whose policies
-            # apply, so every row goes through the stage (a temporary table) and an INSERT.
-            return [], list(range(batch.rows))
-        if not stored:
-            return list(range(batch.rows)), []
-        stored_set = set(stored)
-        new = [i for i in range(batch.rows) if i not in stored_set]
-        return new, stored
-
-    async def _write_batch(self, batch: EncodedBatch, turn: _Turn) -> None:
-        """:meth:`_write_batch_on`; an asyncpg state error there while the server is gone (it
-        died between two statements of the batch) is the lost connection it is."""
-        try:
-            await self._write_batch_on(batch, turn)
-        except (asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
-            try:
-                await self.pool.fetchval("SELECT 1")
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError):
-                raise asyncpg.ConnectionDoesNotExistError("the server went away") from exc
-            raise
-
-    async def _write_batch_on(self, batch: EncodedBatch, turn: _Turn) -> None:
-        """One batch in its own transaction, committed after the batch before it.
-
-        Transactions begin in batch order, each holding an advisory lock named after its batch.
-        Before committing, a batch takes the previous batch's lock, that is, it waits in the
-        server for the previous transaction to end: were a concurrent writer ever to close a
-        cycle of waits through two of our batches, PostgreSQL's deadlock detector sees the whole
-        cycle and breaks it, where a wait kept in the client would hang.
-        """
-        if not await turn.previous_began:
-            turn.mark_failed()
-            raise _Aborted()
-        async with self.pool.acquire() as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            try:
-                await scope(conn, self.pool.domain)
-                await conn.execute(_LOCK_SQL, self.lock_class, turn.lock)
-                turn.began.set_result(True)
-                stored = await self._probe(conn, batch)
-                new, old = self._split(batch, stored)
-                staged = False
-                if old:  # the stage is this transaction's own: fill it before our turn
-                    await self._stage(conn, batch, old, create=True)
-                    staged = True
-                waited = time.perf_counter()
-                for written in turn.write_after:
-                    if not await written:
-                        raise _Aborted()
-                self.details["wait_turn"] += time.perf_counter() - waited
-                if new:
-                    try:
-                        async with guarded(conn):  # a savepoint
-                            await self._copy_new(conn, batch, new)
-                    except asyncpg.UniqueViolationError:
-                        # One of these ids was stored since the lookup (by a concurrent writer
-                        # or an earlier batch): upsert the whole batch instead.
-                        new, old = [], list(range(batch.rows))
-                        await self._stage(conn, batch, old, create=not staged)
-                        self.details["fallbacks"] += 1
-                        self.optimistic = False
-                if old:
-                    started = time.perf_counter()
-                    await conn.execute(self.plan.upsert_from_stage())
-                    self.details["upsert"] += time.perf_counter() - started
-                turn.written.set_result(True)
-                waited = time.perf_counter()
-                if turn.previous_lock is not None:
-                    await conn.execute(_LOCK_SQL, self.lock_class, turn.previous_lock)
-                if not await turn.commit_after:
-                    raise _Aborted()
-                self.details["wait_commit"] += time.perf_counter() - waited
-                started = time.perf_counter()
-                await transaction.commit()
-                self.details["commit"] += time.perf_counter() - started
-            except BaseException as exc:
-                turn.mark_failed()
-                with contextlib.suppress(Exception):  # never masks exc; abandons an interrupted one
-                    await end_failed(conn, transaction, exc)
-                raise
-        await self._committed(batch, len(new), len(old))
-
-    async def _stage(
-        self, conn: Any, batch: EncodedBatch, positions: Sequence[int], *, create: bool
-    ) -> None:
-        """COPY rows into this transaction's staging table (created, or emptied first)."""
-        started = time.perf_counter()
-        await conn.execute(self.plan.stage_ddl() if create else self.plan.truncate_stage())
-        data = batch.stream if len(positions) == batch.rows else batch.subset(positions)
-        await self._copy(conn, self.plan.stage_name, "pg_temp", data)
-        self.details["stage_copy"] += time.perf_counter() - started
+    async def _write_batch(self, batch: EncodedBatch, turn: Turn) -> None:
+        """One pipelined batch: written in its turn, then counted and reported."""
+        copied, upserted = await self.writer.write(batch, turn)
+        await self._committed(batch, copied, upserted)
 
     async def _committed(self, batch: EncodedBatch, copied: int, upserted: int) -> None:
         self.committed.append(batch.index)
@@ -417,10 +276,10 @@ class Pipeline:
         it can have committed), so the pipeline starts again from it, after a random pause.
         """
         parallel = self.plan.target.parallel_writes
-        inflight: collections.deque[tuple[EncodedBatch, asyncio.Task[None], _Turn]] = (
+        inflight: collections.deque[tuple[EncodedBatch, asyncio.Task[None], Turn]] = (
             collections.deque()
         )
-        previous = _Turn.first(self.loop)
+        previous = Turn.first(self.loop)
         pending: collections.deque[EncodedBatch] = collections.deque()  # to (re)submit, in order
         exhausted = False
         failure: BaseException | None = None
@@ -445,8 +304,8 @@ class Pipeline:
                     redo = await self._redo_after(oldest, error, inflight)
                     inflight.clear()
                     pending.extendleft(reversed(redo))
-                    previous = _Turn.first(self.loop)
-                    self.optimistic = False
+                    previous = Turn.first(self.loop)
+                    self.writer.optimistic = False
                     await asyncio.sleep(random.uniform(0.05, 0.25) * self.retry_streak)
                 if not pending:
                     if exhausted:
@@ -479,9 +338,9 @@ class Pipeline:
             if task.cancelled():
                 continue
             error = task.exception()
-            if error is None or isinstance(error, _Aborted):
+            if error is None or isinstance(error, Aborted):
                 continue
-            wrapped = _wrap(batch, error)
+            wrapped = wrap(batch, error)
             if failure is None or (
                 isinstance(failure, BatchFailed)
                 and isinstance(wrapped, BatchFailed)
@@ -495,7 +354,7 @@ class Pipeline:
         self,
         failed: EncodedBatch,
         error: BaseException,
-        inflight: collections.deque[tuple[EncodedBatch, asyncio.Task[None], _Turn]],
+        inflight: collections.deque[tuple[EncodedBatch, asyncio.Task[None], Turn]],
     ) -> list[EncodedBatch]:
         """The batches to write again after ``failed`` lost a deadlock (or raise its failure).
 
@@ -510,14 +369,14 @@ class Pipeline:
             other = task.exception()
             if (
                 other is not None
-                and not isinstance(other, _Aborted)
+                and not isinstance(other, Aborted)
                 and later_error is None
                 and getattr(other, "sqlstate", None) not in _RETRYABLE
             ):
-                later_error = _wrap(batch, other)
+                later_error = wrap(batch, other)
         retryable = getattr(error, "sqlstate", None) in _RETRYABLE
         if not retryable or self.retry_streak >= _MAX_RETRIES:
-            raise _wrap(failed, error)
+            raise wrap(failed, error)
         if later_error is not None:
             raise later_error
         self.retry_streak += 1
@@ -539,24 +398,16 @@ class Pipeline:
                     self.rows_read += batch.count
                     try:
                         async with self.conn_lock:
-                            stored = await self._probe(conn, batch)
-                            new, old = self._split(batch, stored)
-                            if new:
-                                try:
-                                    async with guarded(conn):  # a savepoint
-                                        await self._copy_new(conn, batch, new)
-                                except asyncpg.UniqueViolationError:
-                                    new, old = [], list(range(batch.rows))
-                                    self.details["fallbacks"] += 1
-                                    self.optimistic = False
+                            writer = self.writer
+                            new, old = writer.split(batch, await writer.probe(conn, batch))
+                            if new and not await writer.copy_new(conn, batch, new):
+                                new, old = [], list(range(batch.rows))
                             if old:
-                                await self._stage(conn, batch, old, create=not staged)
+                                await writer.stage(conn, batch, old, create=not staged)
                                 staged = True
-                                started = time.perf_counter()
-                                await conn.execute(self.plan.upsert_from_stage())
-                                self.details["upsert"] += time.perf_counter() - started
+                                await writer.merge(conn)
                     except Exception as exc:
-                        raise _wrap(batch, exc)  # noqa: B904 - _wrap sets the cause
+                        raise wrap(batch, exc)  # noqa: B904 - wrap sets the cause
                     if batch.input_keys is not None:
                         self.input_keys.extend(batch.input_keys)
                     self.rows_done = batch.first_row + batch.count
@@ -583,67 +434,3 @@ class Pipeline:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-_LOCK_SQL = "SELECT pg_advisory_xact_lock($1::integer, $2::integer)"
-# deadlock_detected, serialization_failure: the batch lost to a concurrent writer; try again.
-_RETRYABLE = frozenset({"40P01", "40001"})
-_MAX_RETRIES = 8  # in a row, without a commit in between
-
-
-@dataclass
-class _Turn:
-    """One batch's place in the pipeline: what it waits for, and what it tells the next.
-
-    Each future resolves to True on success and False once that batch failed.
-    """
-
-    lock: int  # this batch's advisory lock (second key; the first is the ingest's)
-    previous_lock: int | None
-    previous_began: asyncio.Future[bool]
-    write_after: list[asyncio.Future[bool]]
-    commit_after: asyncio.Future[bool]
-    began: asyncio.Future[bool]
-    written: asyncio.Future[bool]
-    committed: asyncio.Future[bool]
-
-    @classmethod
-    def first(cls, loop: asyncio.AbstractEventLoop) -> _Turn:
-        """A finished turn before the first batch."""
-        done: asyncio.Future[bool] = loop.create_future()
-        done.set_result(True)
-        return cls(-1, None, done, [], done, done, done, done)
-
-    def next(self, index: int, write_after: list[asyncio.Future[bool]]) -> _Turn:
-        loop = self.committed.get_loop()
-        return _Turn(
-            lock=index % 2**31,
-            previous_lock=None if self.lock < 0 else self.lock,
-            previous_began=self.began,
-            write_after=write_after,
-            commit_after=self.committed,
-            began=loop.create_future(),
-            written=loop.create_future(),
-            committed=loop.create_future(),
-        )
-
-    def mark_failed(self) -> None:
-        for future in (self.began, self.written):
-            if not future.done():
-                future.set_result(False)
-
-    def settle(self, task: asyncio.Task[None]) -> None:
-        """The batch's task ended: release whoever waits on it."""
-        ok = not task.cancelled() and task.exception() is None
-        self.mark_failed()
-        if not self.committed.done():
-            self.committed.set_result(ok)
-
-
-def _wrap(batch: EncodedBatch | None, error: BaseException | None) -> BaseException:
-    if isinstance(error, BatchFailed | _Aborted) or batch is None:
-        assert error is not None
-        return error
-    failure = BatchFailed(batch.index, batch.row_range, "writing")
-    failure.__cause__ = error
-    return failure
