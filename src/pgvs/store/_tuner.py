@@ -138,10 +138,11 @@ class Tuner:
         async with self.session.pool.acquire() as connection:
             truths, exact_ms = await self._exact(connection, values, own_ids, rows, filter)
             if not any(truths):  # every recall would read 1.0: nothing was there to miss
+                matching = " matching the filter" if filter else ""
                 raise ValidationError(
-                    "no stored row is visible to this store's searches"
-                    + (" and matches the filter" if filter else "")
-                    + ": there is no recall to measure",
+                    f"no query has an exact answer: no stored row{matching} is visible to this "
+                    "store's searches (but a sampled row itself), so there is no recall to "
+                    "measure",
                     hint="Tune once this store's domain holds rows (a store without domain_id "
                     "works in the '' domain).",
                 )
