@@ -510,7 +510,8 @@ class PartitionStats:
     """One partition of a partitioned table (``partition_by="domain"``: one tenant's).
 
     ``domain`` is the partition's one list value (None for a DEFAULT partition or one holding
-    several values); the sizes and ``activity`` are the partition's own, indexes included.
+    several values); the sizes and ``activity`` are the partition's own (``total_bytes``: its
+    heap, TOAST and indexes).
     """
 
     name: str
