@@ -15,7 +15,13 @@ import asyncpg
 import numpy as np
 import pytest
 
-from pgvs import AsyncPGVectorStore, ConfigurationError, SchemaMismatchError, StoreConfig
+from pgvs import (
+    AsyncPGVectorStore,
+    ConfigurationError,
+    SchemaMismatchError,
+    StoreConfig,
+    ValidationError,
+)
 from pgvs.scale import (
     CITUS_DISTRIBUTE,
     ReplicaRotation,
@@ -337,3 +343,152 @@ def test_the_sync_store_drops_domains_and_reports_routing(pg_dsn: str, table_nam
         assert store.count() == 0
         routing = store.read_routing
         assert routing.primary_reads == routing.replica_reads == 0  # no replicas: not routed
+
+
+# -- stats() and tune(apply=True) on a partitioned table ----------------------------------------
+
+ODD = "it's a\\b ü"  # a quote, a backslash and a non-ASCII letter, as PostgreSQL prints bounds
+
+
+async def leaf_sizes(conn: Any, relation: str, *, total: bool = True) -> dict[str, int]:
+    """Each leaf of ``relation``'s partition tree (a table's or an index's) and its size: all
+    forks and indexes (``total``) or the main fork."""
+    size = "pg_total_relation_size" if total else "pg_relation_size"
+    found = await conn.fetch(
+        f"SELECT t.relid::regclass::text AS name, {size}(t.relid) AS size "
+        "FROM pg_partition_tree($1::regclass) t WHERE t.isleaf",
+        relation,
+    )
+    return {row["name"]: row["size"] for row in found}
+
+
+async def test_stats_of_a_partitioned_table_are_its_partitions_sums(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    async with (
+        make(pg_dsn, table_name, None) as admin,
+        make(pg_dsn, table_name, "a") as a,
+        make(pg_dsn, table_name, ODD) as odd,
+    ):
+        empty = await admin.stats(top_queries=0)
+        assert (empty.partitioned, empty.partition_count, empty.partitions) == (True, 0, ())
+        assert (empty.rows, empty.total_bytes) == (0, 0)
+        await a.add_vectors(rows(2, 20))
+        await odd.add_vectors(rows(2, 21))
+        # Sizes compared with the catalog's must not move between the reads: no autovacuum.
+        for name in await leaf_sizes(raw_conn, table_name):
+            await raw_conn.execute(f"ALTER TABLE {name} SET (autovacuum_enabled = off)")
+        await a.ingest(rows(1500, 22))
+        await odd.add_vectors(rows(40, 23))
+        await raw_conn.execute(f"ANALYZE {table_name}")  # exact reltuples on tables this small
+        whole = await admin.stats(top_queries=0)
+        own = await a.stats(top_queries=0)
+
+    sizes = await leaf_sizes(raw_conn, table_name)
+    part_a, part_odd = partition_name(table_name, "a"), partition_name(table_name, ODD)
+    assert set(sizes) == {part_a, part_odd}
+    heaps = await raw_conn.fetch(
+        "SELECT pg_relation_size(relid) AS heap, pg_indexes_size(relid) AS indexes "
+        "FROM pg_partition_tree($1::regclass) WHERE isleaf",
+        table_name,
+    )
+    assert whole.partitioned
+    assert whole.partition_count == 2
+    assert (whole.rows, whole.rows_estimate, dict(whole.rows_by_domain)) == (
+        1544,
+        1544,
+        {"a": 1502, ODD: 42},
+    )
+    assert whole.table_bytes == sum(row["heap"] for row in heaps) > 0
+    assert whole.indexes_bytes == sum(row["indexes"] for row in heaps) > 0
+    assert whole.total_bytes == sum(sizes.values())
+
+    # The breakdown: every partition for a store without domain_id, the largest first.
+    assert [p.name for p in whole.partitions] == [part_a, part_odd]
+    assert [p.domain for p in whole.partitions] == ["a", ODD]
+    assert [p.total_bytes for p in whole.partitions] == [sizes[part_a], sizes[part_odd]]
+    assert [p.rows_estimate for p in whole.partitions] == [1502, 42]
+
+    # The parent's HNSW index: the sum of the partitions' own ones.
+    hnsw = next(index for index in whole.indexes if index.method == "hnsw")
+    assert hnsw.valid
+    assert hnsw.partitions == 2
+    assert hnsw.size_bytes == sum((await leaf_sizes(raw_conn, hnsw.name, total=False)).values())
+    assert hnsw.size_bytes > 0
+
+    # A tenant: its own rows and partition; the table-level figures are the whole table's.
+    assert (own.rows, dict(own.rows_by_domain), own.domains) == (1502, {"a": 1502}, 1)
+    assert [(p.name, p.domain) for p in own.partitions] == [(part_a, "a")]
+    assert own.partitions[0].total_bytes == sizes[part_a]
+    assert (own.total_bytes, own.rows_estimate, own.partition_count) == (
+        whole.total_bytes,
+        1544,
+        2,
+    )
+
+
+async def test_index_scans_of_a_partitioned_index_are_its_partitions(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    async with make(pg_dsn, table_name, "a", pool_min_size=1, pool_max_size=1) as store:
+        await store.add_vectors(rows(30, 1))
+        await store.pool.execute("SET enable_seqscan = off; SET enable_sort = off")
+        assert (await store.explain_search(rows(1, 2)[0], 3)).uses_vector_index
+        await store.search(rows(1, 2)[0], 3)
+        # The store's backend reports its counters when idle; wait for them to land.
+        await store.pool.execute("SELECT pg_stat_force_next_flush()")
+        partition_index = await raw_conn.fetchval(
+            "SELECT t.relid::regclass::text FROM pg_partition_tree($1::regclass) t WHERE t.isleaf",
+            f"{table_name}_embedding_hnsw",
+        )
+        for _ in range(600):  # 30 s at most
+            scans = await raw_conn.fetchval(
+                "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = $1::regclass",
+                partition_index,
+            )
+            if scans:
+                break
+            await asyncio.sleep(0.05)
+        assert scans
+        hnsw = next(i for i in (await store.stats(top_queries=0)).indexes if i.method == "hnsw")
+        assert hnsw.scans is not None
+        assert hnsw.scans >= scans
+
+
+async def test_tune_apply_on_a_partitioned_table_is_refused_before_measuring(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    index = f"{table_name}_embedding_hnsw"
+    async with make(pg_dsn, table_name, "a") as tenant, make(pg_dsn, table_name, None) as plain:
+        await tenant.ingest(rows(1500, 11))
+        await make_busy_neighbour(pg_dsn, table_name)
+        default = await tenant.pool.fetchval("SHOW hnsw.ef_search")
+        # Every store measures its own domain's partition index (a store without domain_id:
+        # the '' domain's), but the persisted default would be the whole table's.
+        for store in (tenant, plain):
+            with pytest.raises(ConfigurationError, match=r"apply=True\) is not available") as e:
+                await store.tune(queries=rows(5, 12), target_recall=0.5, apply=True)
+            assert e.value.hint
+            assert "ef_search=report.setting" in e.value.hint
+        assert await raw_conn.fetchval("SELECT obj_description($1::regclass)", index) is None
+        # The '' domain holds no row: nothing to measure recall on (not a recall of 1.0).
+        with pytest.raises(ValidationError, match="no stored row is visible"):
+            await plain.tune(queries=rows(5, 12))
+        report = await tenant.tune(queries=rows(5, 12), target_recall=0.5)  # without apply
+        assert report.setting is not None
+        assert not report.applied
+    async with make(pg_dsn, table_name, "a") as again:
+        assert await again.pool.fetchval("SHOW hnsw.ef_search") == default
+
+
+async def test_index_status_of_a_partitioned_index_sums_its_partitions(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    async with make(pg_dsn, table_name, "a") as a, make(pg_dsn, table_name, "b") as b:
+        await a.add_vectors(rows(300, 1))
+        await b.add_vectors(rows(20, 2))
+        status = await a.index_status()
+        listed = [index for index in await a.list_indexes() if index.name == status.name]
+    expected = sum((await leaf_sizes(raw_conn, status.name, total=False)).values())
+    assert status.size_bytes == expected > 0
+    assert [index.size_bytes for index in listed] == [expected]

@@ -13,7 +13,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from pgvs import AsyncPGVectorStore, ConfigurationError, DatabaseError
+from pgvs import AsyncPGVectorStore, ConfigurationError, DatabaseError, ValidationError
 
 
 @pytest.fixture
@@ -30,10 +30,12 @@ async def tenant_role(raw_conn: asyncpg.Connection, pg_dsn: str) -> AsyncIterato
         await raw_conn.execute(f"DROP ROLE {role}")
 
 
-def _store(dsn: str, table_name: str, domain: str | None, **options: object) -> AsyncPGVectorStore:
+def _store(
+    dsn: str, table_name: str, domain: str | None, dimensions: int = 3, **options: object
+) -> AsyncPGVectorStore:
     return AsyncPGVectorStore(
         connection_string=dsn,
-        dimensions=3,
+        dimensions=dimensions,
         table_name=table_name,
         id_type="text",
         domain_id=domain,
@@ -133,3 +135,62 @@ async def test_an_ingest_under_rls_never_drops_the_index_other_tenants_use(
         assert "index_build" not in result.details
         assert await a.pool.fetchval("SELECT to_regclass($1)::oid", index) == oid_before
         assert (await a.count(), await b.count()) == (5, 50)
+
+
+async def test_stats_under_rls_count_the_tenants_rows_and_say_the_rest_is_the_tables(
+    tenant_role: str, table_name: str, raw_conn: asyncpg.Connection
+) -> None:
+    rng = np.random.default_rng(5)
+    async with (
+        _store(tenant_role, table_name, "a") as a,
+        _store(tenant_role, table_name, "b") as b,
+    ):
+        await a.add_vectors(rng.normal(size=(30, 3)), ids=[f"a{n}" for n in range(30)])
+        await b.add_vectors(rng.normal(size=(12, 3)), ids=[f"b{n}" for n in range(12)])
+        await raw_conn.execute(f'ANALYZE "{table_name}"')
+        own_a, own_b = await a.stats(top_queries=0), await b.stats(top_queries=0)
+    # The exact counts: the tenant's own rows, as the policy admits them in its transaction.
+    assert (own_a.rows, dict(own_a.rows_by_domain), own_a.domains) == (30, {"a": 30}, 1)
+    assert (own_b.rows, dict(own_b.rows_by_domain), own_b.domains) == (12, {"b": 12}, 1)
+    # The catalog figures: the whole table, every tenant's rows (documented as such).
+    assert own_a.rows_estimate == own_b.rows_estimate == 42
+    assert own_a.table_bytes == own_b.table_bytes > 0
+    assert not own_a.partitioned
+    assert own_a.partitions == ()
+
+
+async def test_tune_under_rls_samples_and_measures_the_tenants_rows(
+    tenant_role: str, table_name: str
+) -> None:
+    rng = np.random.default_rng(6)
+    dim = 32  # enough dimensions that the smallest ef_search misses neighbours
+    async with (
+        _store(tenant_role, table_name, "a", dim) as a,
+        _store(tenant_role, table_name, "b", dim) as b,
+    ):
+        await a.ingest(rng.normal(size=(2000, dim)), ids=[f"a{n}" for n in range(2000)])
+        await b.ingest(rng.normal(size=(500, dim)), ids=[f"b{n}" for n in range(500)])
+        # The sample is drawn from the rows the tenant sees: 2000, not 2500 (nor 0).
+        with pytest.raises(ValidationError, match="only 2000 rows are stored"):
+            await a.tune(sample=2001)
+        with pytest.raises(ValidationError, match="only 500 rows are stored"):
+            await b.tune(sample=501)
+        sampled = await a.tune(sample=30, target_recall=0.99, k=10)
+        assert (sampled.queries, sampled.sampled, sampled.filtered) == (30, True, True)
+        # The exact answers are the tenant's rows: measured against them, the smallest
+        # setting misses some (against no answer at all every recall would read 1.0).
+        given = await a.tune(queries=rng.normal(size=(20, dim)), target_recall=1.0, k=10)
+        assert given.points[0].recall < 1.0
+        # ... and a larger one finds all of them: the answers are the ones this tenant's
+        # searches can return (another tenant's row in them would keep every recall below 1).
+        assert given.reachable
+        assert given.points[-1].recall == 1.0
+        # Applied, it is the shared index's default, read by every store opened later.
+        applied = await a.tune(queries=rng.normal(size=(5, dim)), target_recall=0.5, apply=True)
+        assert applied.applied
+        async with _store(tenant_role, table_name, "b", dim) as later:
+            assert await later.pool.fetchval("SHOW hnsw.ef_search") == str(applied.setting)
+        # A tenant with no row: an error, not a recall of 1.0 at the smallest setting.
+        async with _store(tenant_role, table_name, "c", dim) as c:
+            with pytest.raises(ValidationError, match="no stored row is visible"):
+                await c.tune(queries=rng.normal(size=(5, dim)))

@@ -46,6 +46,12 @@ _TOAST_TUPLE_TARGET = 8160
 # Largest embedding (bytes on disk) kept inline: leaves room in an 8 KB page for the other
 # columns' headers; above it content and metadata would be pushed out to keep the vector in.
 _INLINE_EMBEDDING_BYTES = 7000
+# An index's size: a partitioned index (a partitioned table's, relkind 'I') has no storage of
+# its own, so its size is its partitions' indexes' (pg_partition_tree of an index lists them).
+_INDEX_SIZE = (
+    "COALESCE((SELECT sum(pg_relation_size(t.relid)) FROM pg_partition_tree(c.oid) t "
+    "WHERE t.isleaf AND c.relkind = 'I'), pg_relation_size(c.oid))"
+)
 
 
 def derived_name(base: str, suffix: str) -> str:
@@ -155,9 +161,9 @@ class Statements:
         types = sorted(INDEX_TYPES, key=lambda t: t != self.config.index_type)
         return [self.index_name(t) for t in types]
 
-    INDEX_STATUS_QUERY = """
+    INDEX_STATUS_QUERY = f"""
         SELECT c.relname AS name, i.indisvalid AS valid, am.amname AS method, c.reloptions,
-               pg_relation_size(c.oid) AS size_bytes, opc.opcname AS opclass,
+               {_INDEX_SIZE} AS size_bytes, opc.opcname AS opclass,
                pg_get_indexdef(c.oid) AS definition,
                EXISTS (SELECT 1 FROM pg_stat_progress_create_index p
                        WHERE p.index_relid = c.oid) AS building
@@ -177,9 +183,9 @@ class Statements:
     """
     # Every vector index of the table, partial or not, pgvs's or not; ``predicate`` is the
     # server's own rendering of a partial index's WHERE, ``comment`` what pgvs recorded there.
-    VECTOR_INDEX_LIST_QUERY = """
+    VECTOR_INDEX_LIST_QUERY = f"""
         SELECT c.relname AS name, i.indisvalid AS valid, am.amname AS method, c.reloptions,
-               pg_relation_size(c.oid) AS size_bytes, opc.opcname AS opclass,
+               {_INDEX_SIZE} AS size_bytes, opc.opcname AS opclass,
                pg_get_indexdef(c.oid) AS definition,
                pg_get_expr(i.indpred, i.indrelid) AS predicate,
                obj_description(c.oid, 'pg_class') AS comment,

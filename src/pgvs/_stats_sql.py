@@ -14,13 +14,21 @@ from typing import Any
 from ._sql import qualified, quote_ident
 from .config import StoreConfig
 from .indexes import parse_reloptions
-from .results import IndexInfo, PoolStats, QueryStats, StoreStats, TableActivity
+from .results import (
+    IndexInfo,
+    PartitionStats,
+    PoolStats,
+    QueryStats,
+    StoreStats,
+    TableActivity,
+)
 
 __all__ = [
     "ACTIVITY_QUERY",
     "INDEXES_QUERY",
     "MEMORY_QUERY",
     "MEMORY_SETTINGS",
+    "PARTITIONS_QUERY",
     "RELATION_QUERY",
     "SETTINGS",
     "SETTINGS_QUERY",
@@ -60,38 +68,106 @@ SETTINGS = (
 )
 MEMORY_SETTINGS = ("work_mem", "maintenance_work_mem", "shared_buffers", "effective_cache_size")
 
+# The table's storage: its own, or (partitioned: relkind 'p', no storage of its own) the sum
+# over the leaves of pg_partition_tree (which lists nothing for an unpartitioned table). A
+# partitioned table with no partition yet sums nothing: sizes 0, the parent's reltuples.
 RELATION_QUERY = """
-    SELECT c.reltuples::bigint AS rows_estimate,
-           pg_relation_size(c.oid) AS table_bytes,
-           COALESCE(pg_total_relation_size(NULLIF(c.reltoastrelid, 0)), 0) AS toast_bytes,
-           pg_indexes_size(c.oid) AS indexes_bytes,
-           pg_total_relation_size(c.oid) AS total_bytes,
+    WITH leaves AS (
+        SELECT c.oid, c.reltuples, c.reltoastrelid FROM pg_class c
+        WHERE c.oid = to_regclass($1) AND c.relkind <> 'p'
+        UNION ALL
+        SELECT c.oid, c.reltuples, c.reltoastrelid
+        FROM pg_partition_tree(to_regclass($1)) t JOIN pg_class c ON c.oid = t.relid
+        WHERE t.isleaf
+    ), storage AS (
+        SELECT count(*) AS leaves,
+               CASE WHEN bool_and(reltuples < 0) THEN -1
+                    ELSE sum(greatest(reltuples, 0)) END AS reltuples,
+               COALESCE(sum(pg_relation_size(oid)), 0) AS table_bytes,
+               COALESCE(sum(pg_total_relation_size(NULLIF(reltoastrelid, 0))), 0) AS toast_bytes,
+               COALESCE(sum(pg_indexes_size(oid)), 0) AS indexes_bytes,
+               COALESCE(sum(pg_total_relation_size(oid)), 0) AS total_bytes
+        FROM leaves
+    )
+    SELECT COALESCE(s.reltuples, c.reltuples)::bigint AS rows_estimate,
+           s.table_bytes, s.toast_bytes, s.indexes_bytes, s.total_bytes,
+           c.relkind = 'p' AS partitioned,
+           CASE WHEN c.relkind = 'p' THEN s.leaves ELSE 0 END AS partition_count,
            format_type(a.atttypid, a.atttypmod) AS column_type,
            (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector_version,
            current_setting('server_version') AS server_version,
            (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
             WHERE e.extname = 'pg_stat_statements') AS pgss_schema
     FROM pg_class c
+    CROSS JOIN storage s
     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped
     WHERE c.oid = to_regclass($1)
 """
+# A partitioned index (the parent's) has no storage and no pg_stat_user_indexes row: its size
+# and scans are its partitions' indexes' (pg_partition_tree of an index lists them).
 INDEXES_QUERY = """
     SELECT ic.relname AS name, am.amname AS method, i.indisvalid AS valid,
-           pg_relation_size(ic.oid) AS size_bytes, pg_get_indexdef(ic.oid) AS definition,
+           COALESCE(p.size_bytes, pg_relation_size(ic.oid)) AS size_bytes,
+           pg_get_indexdef(ic.oid) AS definition,
            opc.opcname AS opclass, ic.reloptions, i.indisprimary AS is_primary,
-           i.indisunique AS is_unique, s.idx_scan AS scans
+           i.indisunique AS is_unique, COALESCE(s.idx_scan, p.scans) AS scans,
+           COALESCE(p.partitions, 0) AS partitions
     FROM pg_index i
     JOIN pg_class ic ON ic.oid = i.indexrelid
     JOIN pg_am am ON am.oid = ic.relam
     LEFT JOIN pg_opclass opc ON opc.oid = i.indclass[0]
     LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = i.indexrelid
+    LEFT JOIN LATERAL (
+        SELECT count(*) AS partitions, sum(pg_relation_size(t.relid)) AS size_bytes,
+               sum(u.idx_scan) AS scans
+        FROM pg_partition_tree(ic.oid) t
+        LEFT JOIN pg_stat_user_indexes u ON u.indexrelid = t.relid
+        WHERE t.isleaf AND ic.relkind = 'I'
+    ) p ON true
     WHERE i.indrelid = to_regclass($1)
     ORDER BY ic.relname
 """
+# Summed over the table and its partitions (a partitioned parent's own row counts no tuples and
+# is never vacuumed: autovacuum processes the partitions); the times are the latest of any.
 ACTIVITY_QUERY = """
-    SELECT n_live_tup, n_dead_tup, last_vacuum, last_autovacuum, last_analyze, last_autoanalyze,
-           vacuum_count, autovacuum_count
-    FROM pg_stat_user_tables WHERE relid = to_regclass($1)
+    SELECT sum(n_live_tup) AS n_live_tup, sum(n_dead_tup) AS n_dead_tup,
+           max(last_vacuum) AS last_vacuum, max(last_autovacuum) AS last_autovacuum,
+           max(last_analyze) AS last_analyze, max(last_autoanalyze) AS last_autoanalyze,
+           sum(vacuum_count) AS vacuum_count, sum(autovacuum_count) AS autovacuum_count
+    FROM pg_stat_user_tables
+    WHERE relid = to_regclass($1)
+       OR relid IN (SELECT relid FROM pg_partition_tree(to_regclass($1)))
+"""
+# The leaves of a partitioned table ($1), largest first (at most $3), limited to domain $2 when
+# it is not NULL. ``domain`` is the one value of a list partition's bound as PostgreSQL prints
+# it, FOR VALUES IN ('it''s') (quotes doubled; with standard_conforming_strings off a value
+# holding a backslash is printed E'...' and this gives NULL); NULL for DEFAULT or several values.
+# The sizes are read for the partitions kept only.
+PARTITIONS_QUERY = r"""
+    WITH parts AS (
+        SELECT c.oid, c.relname, c.reltuples, c.reltoastrelid,
+               pg_get_expr(c.relpartbound, c.oid) AS bound
+        FROM pg_partition_tree(to_regclass($1)) t JOIN pg_class c ON c.oid = t.relid
+        WHERE t.isleaf
+    ), named AS (
+        SELECT *, CASE WHEN bound ~ '^FOR VALUES IN \(''([^'']|'''')*''\)$'
+                       THEN replace(substr(bound, 17, length(bound) - 18), '''''', '''')
+                  END AS domain
+        FROM parts
+    ), kept AS (
+        SELECT *, pg_total_relation_size(oid) AS total_bytes FROM named
+        WHERE $2::text IS NULL OR domain = $2
+        ORDER BY total_bytes DESC, relname
+        LIMIT $3
+    )
+    SELECT k.relname AS name, k.domain, k.reltuples::bigint AS rows_estimate,
+           pg_relation_size(k.oid) AS table_bytes,
+           COALESCE(pg_total_relation_size(NULLIF(k.reltoastrelid, 0)), 0) AS toast_bytes,
+           pg_indexes_size(k.oid) AS indexes_bytes, k.total_bytes,
+           s.n_live_tup, s.n_dead_tup, s.last_vacuum, s.last_autovacuum, s.last_analyze,
+           s.last_autoanalyze, s.vacuum_count, s.autovacuum_count
+    FROM kept k LEFT JOIN pg_stat_user_tables s ON s.relid = k.oid
+    ORDER BY k.total_bytes DESC, k.relname
 """
 # current_setting(name, true) is NULL for a setting the server does not know (hnsw.* before the
 # vector library is loaded in the session, on servers without pgvector's newer settings).
@@ -158,6 +234,7 @@ def _index(row: Row) -> IndexInfo:
         primary=bool(row["is_primary"]),
         unique=bool(row["is_unique"]),
         scans=None if row["scans"] is None else int(row["scans"]),
+        partitions=int(row["partitions"]),
     )
 
 
@@ -176,6 +253,19 @@ def _activity(row: Row | None) -> TableActivity:
     )
 
 
+def _partition(row: Row) -> PartitionStats:
+    return PartitionStats(
+        name=row["name"],
+        domain=row["domain"],
+        rows_estimate=int(row["rows_estimate"]),
+        table_bytes=int(row["table_bytes"]),
+        toast_bytes=int(row["toast_bytes"]),
+        indexes_bytes=int(row["indexes_bytes"]),
+        total_bytes=int(row["total_bytes"]),
+        activity=_activity(row),
+    )
+
+
 def assemble(
     *,
     table: str,
@@ -185,6 +275,7 @@ def assemble(
     settings: Sequence[Row],
     memory: Sequence[Row],
     domains: Sequence[Row],
+    partitions: Sequence[Row],
     pool: PoolStats,
     top_queries: Sequence[Row] | None,
     top_queries_note: str | None,
@@ -227,4 +318,7 @@ def assemble(
             for row in top_queries
         ),
         top_queries_note=top_queries_note,
+        partitioned=bool(relation["partitioned"]),
+        partition_count=int(relation["partition_count"]),
+        partitions=tuple(_partition(row) for row in partitions),
     )

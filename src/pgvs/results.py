@@ -26,6 +26,7 @@ __all__ = [
     "IndexStatus",
     "IngestProgress",
     "IngestResult",
+    "PartitionStats",
     "PoolStats",
     "QueryStats",
     "Record",
@@ -443,7 +444,12 @@ class TuneReport:
 
 @dataclass(frozen=True)
 class IndexInfo:
-    """One index of the store's table (vector, metadata GIN, primary key, ...) from the catalog."""
+    """One index of the store's table (vector, metadata GIN, primary key, ...) from the catalog.
+
+    On a partitioned table the index is the parent's partitioned index, which has no storage of
+    its own: ``size_bytes`` and ``scans`` are then the sums over its ``partitions`` (each
+    partition's own index; 0 for an index of an unpartitioned table).
+    """
 
     name: str
     method: str  # pg_am.amname: hnsw, ivfflat, gin, btree, ...
@@ -455,6 +461,7 @@ class IndexInfo:
     primary: bool = False
     unique: bool = False
     scans: int | None = None  # pg_stat_user_indexes.idx_scan
+    partitions: int = 0  # a partitioned index: how many partition indexes the figures sum
 
     @property
     def is_vector(self) -> bool:
@@ -507,15 +514,41 @@ class PoolStats:
 
 
 @dataclass(frozen=True)
+class PartitionStats:
+    """One partition of a partitioned table (``partition_by="domain"``: one tenant's).
+
+    ``domain`` is the partition's one list value (None for a DEFAULT partition or one holding
+    several values); the sizes and ``activity`` are the partition's own (``total_bytes``: its
+    heap, TOAST and indexes).
+    """
+
+    name: str
+    domain: str | None
+    rows_estimate: int  # pg_class.reltuples (-1: never analyzed)
+    table_bytes: int
+    toast_bytes: int
+    indexes_bytes: int
+    total_bytes: int
+    activity: TableActivity = field(default_factory=TableActivity)
+
+
+@dataclass(frozen=True)
 class StoreStats:
     """What ``store.stats()`` reports: rows, sizes, indexes, settings, vacuum, queries, pool.
 
-    ``rows_by_domain`` counts the rows of every domain (the 100 largest) for a store without
-    ``domain_id``, and of the store's own domain only for a tenant's store (the table-level figures are catalog data
-    and do not depend on the domain). ``settings`` are the values in force on the store's own
-    connections (``current_setting``), None for one the server does not know;
-    ``memory_bytes`` gives the memory settings in bytes. ``top_queries`` is None when
-    ``pg_stat_statements`` is not available (``top_queries_note`` says why).
+    Two kinds of figures. ``rows``, ``rows_by_domain`` and ``domains`` are exact counts of the
+    rows the store may see: every domain's (the 100 largest) for a store without ``domain_id``,
+    the store's own domain only for a tenant's store (under ``row_level_security`` counted in
+    the tenant's transaction, as the policy admits them). Everything else is catalog data about
+    the whole table, every tenant's rows together, whatever the store's domain:
+    ``rows_estimate``, the sizes, ``indexes`` and ``activity``. On a partitioned table
+    (``partitioned``) those are the sums over its ``partition_count`` partitions (the parent
+    has no storage), and ``partitions`` breaks them down: every partition (the 100 largest)
+    for a store without ``domain_id``, the store's own for a tenant's store.
+    ``settings`` are the values in force on the store's own connections (``current_setting``),
+    None for one the server does not know; ``memory_bytes`` gives the memory settings in bytes.
+    ``top_queries`` is None when ``pg_stat_statements`` is not available (``top_queries_note``
+    says why).
     """
 
     table: str
@@ -523,7 +556,7 @@ class StoreStats:
     rows: int  # exact count (of the store's domain, for a tenant's store)
     rows_by_domain: Mapping[str, int]  # the largest domains, at most 100
     domains: int  # how many domains hold rows
-    rows_estimate: int  # pg_class.reltuples (-1: never analyzed)
+    rows_estimate: int  # pg_class.reltuples, summed over partitions (-1: never analyzed)
     table_bytes: int  # the heap (main fork)
     toast_bytes: int  # the TOAST table and its index
     indexes_bytes: int
@@ -537,6 +570,9 @@ class StoreStats:
     server_version: str
     top_queries: tuple[QueryStats, ...] | None = None
     top_queries_note: str | None = None
+    partitioned: bool = False  # a partitioned table: the sizes are its partitions' sums
+    partition_count: int = 0
+    partitions: tuple[PartitionStats, ...] = ()
 
     @property
     def vector_indexes(self) -> tuple[IndexInfo, ...]:

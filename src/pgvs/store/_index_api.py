@@ -205,9 +205,10 @@ class IndexMethods:
         their value until they reopen; running ``tune(apply=True)`` again replaces it.
 
         Raises ValidationError for ``target_recall`` outside (0, 1], ``k`` < 1, a ``sample``
-        larger than the rows (matching the filter), empty ``queries``, or ``"recent"`` with no
-        query log or an empty one; ConfigurationError
-        when the store has no valid vector index (exact search already has recall 1.0).
+        larger than the rows (matching the filter), empty ``queries``, ``"recent"`` with no
+        query log or an empty one, or no row to find; ConfigurationError when the store has no
+        valid vector index (exact search already has recall 1.0), or for ``apply=True`` with
+        ``partition_by`` (one partition's setting).
         """
         return await self._tuner.tune(
             target_recall=target_recall,
@@ -229,7 +230,8 @@ class IndexMethods:
 
         Rows per domain (exact counts: every domain's, the 100 largest by name, for a store
         without ``domain_id``; only its own for a tenant's store), the table's heap, TOAST and
-        index sizes, every index of the table (method, validity, operator class, parameters,
+        index sizes (with ``partition_by``: summed over the partitions, and ``partitions`` per
+        partition), every index of the table (method, validity, operator class, parameters,
         size, scans), the settings in force on the store's connections (``hnsw.ef_search``,
         ``maintenance_work_mem``, ``shared_buffers``, ``jit``, ...), live and dead tuples and
         the last (auto)vacuum and analyze, the pool (size, idle, in use, callers waiting), the

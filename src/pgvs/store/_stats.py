@@ -1,8 +1,9 @@
 """``store.stats()``: the catalog, the statistics views and the pool, read in one visit.
 
-All queries run on one pooled connection, outside a transaction, so a failing optional part
-(``pg_stat_statements`` present but not preloaded, or not readable by this role) costs only
-that part. The pool is sampled before that connection is taken, so the report's own query does
+All queries run on one pooled connection, outside a transaction (but the row count, which runs
+in the store's own transaction: under row-level security the tenant is set there), so a failing
+optional part (``pg_stat_statements`` present but not preloaded, or not readable by this role)
+costs only that part. The pool is sampled before that connection is taken, so the report's own query does
 not count as a connection in use.
 """
 
@@ -16,7 +17,7 @@ from .. import _stats_sql as q
 from ..errors import SchemaMismatchError
 from ..results import PoolStats, StoreStats
 from ._context import StoreContext
-from ._session import Session
+from ._session import Session, scope, transaction
 
 __all__ = ["pool_stats", "read_stats"]
 
@@ -67,7 +68,15 @@ async def read_stats(ctx: StoreContext, session: Session, top_queries: int) -> S
         settings = await connection.fetch(q.SETTINGS_QUERY, list(q.SETTINGS))
         memory = await connection.fetch(q.MEMORY_QUERY, list(q.MEMORY_SETTINGS))
         count_sql, takes_domain = q.rows_by_domain_sql(config)
-        domains = await connection.fetch(count_sql, *([ctx.domain] if takes_domain else []))
+        # Under row-level security the policy admits the rows of the tenant the transaction
+        # names (none outside one): the count runs in the store's own scoped transaction.
+        async with transaction(connection):
+            await scope(connection, session.pool.domain)
+            domains = await connection.fetch(count_sql, *([ctx.domain] if takes_domain else []))
+        partitions: list[asyncpg.Record] = []
+        if relation["partitioned"]:
+            own = ctx.domain if config.domain_id is not None else None
+            partitions = await connection.fetch(q.PARTITIONS_QUERY, table, own, q.TOP_DOMAINS)
         found: list[asyncpg.Record] | None = None
         note: str | None = None
         if top_queries <= 0:
@@ -89,6 +98,7 @@ async def read_stats(ctx: StoreContext, session: Session, top_queries: int) -> S
         settings=settings,
         memory=memory,
         domains=domains,
+        partitions=partitions,
         pool=pool,
         top_queries=found,
         top_queries_note=note,

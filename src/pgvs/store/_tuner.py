@@ -31,7 +31,7 @@ from ..results import IndexStatus, TunePoint, TuneReport
 from ._context import StoreContext
 from ._index_manager import IndexManager
 from ._query_log import QueryLog
-from ._session import Session, logger
+from ._session import Session, logger, scope
 
 __all__ = ["TuneProgress", "Tuner"]
 
@@ -43,13 +43,17 @@ Truth = list[tuple[Any, float]]  # (id, distance), nearest first
 
 @contextlib.asynccontextmanager
 async def _read_only(
-    connection: PoolConnectionProxy[asyncpg.Record], settings: Sequence[tuple[str, str]]
+    connection: PoolConnectionProxy[asyncpg.Record],
+    settings: Sequence[tuple[str, str]],
+    domain: str | None,
 ) -> AsyncIterator[None]:
     """A transaction with ``settings`` as SET LOCAL, rolled back at the end: nothing it set
     reaches the next user of the pooled connection, and a connection whose transaction could not
-    be ended is terminated, never reused."""
+    be ended is terminated, never reused. ``domain``: the tenant row-level security admits
+    (``session.pool.domain``; outside a scoped transaction the policy admits no row)."""
     await connection.execute(set_local_sql(settings))
     try:
+        await scope(connection, domain)
         yield
     except asyncio.CancelledError:
         connection.terminate()
@@ -86,6 +90,16 @@ class Tuner:
     ) -> TuneReport:
         """AsyncPGVectorStore.tune."""
         tuning.check_tune_arguments(target_recall, k, sample, max_seconds)
+        if apply and self.ctx.config.partition_by is not None:
+            # The measured index is this domain's partition's; the persisted default (on the
+            # parent's index) would be every tenant's. Refused before the sweep.
+            raise ConfigurationError(
+                "tune(apply=True) is not available with partition_by='domain': tune() measures "
+                "this store's domain's own partition index (a store without domain_id: the '' "
+                "domain's), and a persisted default is the whole table's, every tenant's",
+                hint="Tune without apply and give this tenant's stores "
+                "ef_search=report.setting (StoreConfig, or per search); see docs/scale.md.",
+            )
         if progress is not None and not callable(progress):
             raise ValidationError(
                 f"progress must be None or a callable, got {type(progress).__name__}"
@@ -133,6 +147,15 @@ class Tuner:
         complete = True
         async with self.session.pool.acquire() as connection:
             truths, exact_ms = await self._exact(connection, values, own_ids, rows, filter)
+            if not any(truths):  # every recall would read 1.0: nothing was there to miss
+                matching = " matching the filter" if filter else ""
+                raise ValidationError(
+                    f"no query has an exact answer: no stored row{matching} is visible to this "
+                    "store's searches (but a sampled row itself), so there is no recall to "
+                    "measure",
+                    hint="Tune once this store's domain holds rows (a store without domain_id "
+                    "works in the '' domain).",
+                )
             while (setting := sweep.next()) is not None:
                 # At least one setting is measured, so a deadline still gives a best-so-far.
                 if points and deadline is not None and time.perf_counter() >= deadline:
@@ -212,11 +235,12 @@ class Tuner:
         compiled = ctx.compile(filter, ctx.sql.first_param())
         # On the connection the caller holds: a second one from the pool would wait forever
         # (until acquire_timeout) on a pool of one.
-        available = int(
-            await connection.fetchval(
-                ctx.sql.count_where(compiled.sql), *ctx.domain_args(), *compiled.params
+        async with _read_only(connection, (), self.session.pool.domain):
+            available = int(
+                await connection.fetchval(
+                    ctx.sql.count_where(compiled.sql), *ctx.domain_args(), *compiled.params
+                )
             )
-        )
         if sample > available:
             where = "rows match the filter" if filter else "rows are stored"
             raise ValidationError(
@@ -241,7 +265,8 @@ class Tuner:
             session=self.session.settings,
             iterative=self.indexes.iterative,
         )
-        async with _read_only(connection, (*plan.settings, *tuning.FORCE_INDEX_SETTINGS)):
+        forced = (*plan.settings, *tuning.FORCE_INDEX_SETTINGS)
+        async with _read_only(connection, forced, self.session.pool.domain):
             found = await connection.fetch(
                 sql, *ctx.domain_args(), *compiled.params, tuning.SAMPLE_SEED, sample
             )
@@ -299,7 +324,7 @@ class Tuner:
         params = (*ctx.domain_args(), *condition.params)
         truths: list[Truth] = []
         latencies: list[float] = []
-        async with _read_only(connection, plan.settings):
+        async with _read_only(connection, plan.settings, self.session.pool.domain):
             for value, own in zip(values, own_ids, strict=True):
                 begun = time.perf_counter()
                 found = await connection.fetch(sql, value, rows, *params)
@@ -319,7 +344,7 @@ class Tuner:
         """Refuse to measure a plan that bypasses the vector index: its recall would say
         nothing about the setting."""
         ctx = self.ctx
-        async with _read_only(connection, settings):
+        async with _read_only(connection, settings, self.session.pool.domain):
             document = await connection.fetchval(
                 f"EXPLAIN (FORMAT JSON) {sql}", value, rows, *params
             )
@@ -351,7 +376,7 @@ class Tuner:
         recalls: list[float | None] = []
         latencies: list[float] = []
         values, own_ids, truths = queries
-        async with _read_only(connection, settings):
+        async with _read_only(connection, settings, self.session.pool.domain):
             for value, own, truth in zip(values, own_ids, truths, strict=True):
                 begun = time.perf_counter()
                 found = await connection.fetch(sql, value, rows, *params)
