@@ -455,30 +455,191 @@ async def test_index_scans_of_a_partitioned_index_are_its_partitions(
         assert hnsw.scans >= scans
 
 
-async def test_tune_apply_on_a_partitioned_table_is_refused_before_measuring(
+EF_SEARCH_OF_TENANTS = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from pgvs import AsyncPGVectorStore
+
+    async def main() -> None:
+        shown = {}
+        for domain in sys.argv[3:]:
+            async with AsyncPGVectorStore(connection_string=sys.argv[1], dimensions=4,
+                                          table_name=sys.argv[2], domain_id=domain,
+                                          partition_by="domain") as store:
+                shown[domain] = await store.pool.fetchval("SHOW hnsw.ef_search")
+        print(json.dumps(shown))
+
+    asyncio.run(main())
+    """
+)
+
+
+async def ef_search_in_another_process(pg_dsn: str, table: str, *domains: str) -> dict[str, str]:
+    """``hnsw.ef_search`` of the pool of a new store of each tenant, opened in a new process."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-c", EF_SEARCH_OF_TENANTS, pg_dsn, table, *domains),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    shown: dict[str, str] = json.loads(out)
+    return shown
+
+
+async def partition_index_comments(conn: Any, index: str) -> dict[str, str | None]:
+    """The comment of the partitioned index ``index`` (key ``index``) and of each partition's own
+    index under it (key: the partition's domain), found through the partition tree."""
+    found = await conn.fetch(
+        "SELECT t.isleaf, t.relid::regclass::text AS name, "
+        "obj_description(t.relid, 'pg_class') AS comment, "
+        "(SELECT p.relname FROM pg_index i JOIN pg_class p ON p.oid = i.indrelid "
+        " WHERE i.indexrelid = t.relid) AS partition "
+        "FROM pg_partition_tree($1::regclass) t",
+        index,
+    )
+    return {row["partition"] if row["isleaf"] else index: row["comment"] for row in found}
+
+
+async def test_tune_apply_persists_each_tenants_setting_on_its_partition_index(
     pg_dsn: str, table_name: str, raw_conn: Any
 ) -> None:
     index = f"{table_name}_embedding_hnsw"
+    queries = rows(20, 12)
+    async with make(pg_dsn, table_name, "a") as a, make(pg_dsn, table_name, "b") as b:
+        await a.add_vectors(rows(400, 1))
+        await b.add_vectors(rows(400, 2))
+        async with make(pg_dsn, table_name, "c") as c:
+            await c.add_vectors(rows(50, 3))
+        default = await a.pool.fetchval("SHOW hnsw.ef_search")
+        # A low target: the lowest setting worth measuring is chosen, which is k (ef_search
+        # below k finds fewer than k rows), so each tenant gets its own: 10 and 30.
+        tuned_a = await a.tune(queries=queries, k=10, target_recall=0.5, apply=True)
+        tuned_b = await b.tune(queries=queries, k=30, target_recall=0.5, apply=True)
+        assert (tuned_a.setting, tuned_b.setting) == (10, 30)
+        assert default not in ("10", "20", "30")
+        assert tuned_a.applied
+        assert tuned_b.applied
+        # Each on its partition's own index; nothing on the parent's or an untuned tenant's.
+        comments = await partition_index_comments(raw_conn, index)
+        part = {domain: partition_name(table_name, domain) for domain in "abc"}
+        assert comments[index] is None
+        assert comments[part["c"]] is None
+        assert '"value": 10' in str(comments[part["a"]])
+        assert '"value": 30' in str(comments[part["b"]])
+        # This store's pool right away; new stores of each tenant in another process.
+        assert await a.pool.fetchval("SHOW hnsw.ef_search") == "10"
+        assert await b.pool.fetchval("SHOW hnsw.ef_search") == "30"
+        shown = await ef_search_in_another_process(pg_dsn, table_name, "a", "b", "c")
+        assert shown == {"a": "10", "b": "30", "c": default}
+        async with make(pg_dsn, table_name, "a") as second:
+            # A search at the default sets nothing; a per call ef_search still wins ...
+            assert (await second.explain_search(queries[0], k=10)).settings == ()
+            plan = await second.explain_search(queries[0], k=10, ef_search=321)
+            assert ("hnsw.ef_search", "321") in plan.settings
+        async with make(pg_dsn, table_name, "a", ef_search=77) as configured:
+            # ... and so does a configured one.
+            assert await configured.pool.fetchval("SHOW hnsw.ef_search") == "77"
+
+        # Re-tuning replaces the tenant's setting, and no other tenant's.
+        again = await a.tune(queries=queries, k=20, target_recall=0.5, apply=True)
+        assert again.setting == 20
+        shown = await ef_search_in_another_process(pg_dsn, table_name, "a", "b")
+        assert shown == {"a": "20", "b": "30"}
+
+        # Dropping the domain drops its setting with its partition's index: for new stores,
+        # and for the store that dropped it; its partition made again starts untuned.
+        assert await a.drop_domain("a") is True
+        assert await a.pool.fetchval("SHOW hnsw.ef_search") == default
+        await a.add_vectors(rows(5, 4))
+        assert (await partition_index_comments(raw_conn, index))[part["a"]] is None
+        shown = await ef_search_in_another_process(pg_dsn, table_name, "a", "b")
+        assert shown == {"a": default, "b": "30"}
+
+
+async def test_a_tenant_store_opened_before_its_partition_existed_reads_its_setting(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    async with make(pg_dsn, table_name, "a") as early:
+        default = await early.pool.fetchval("SHOW hnsw.ef_search")
+        async with make(pg_dsn, table_name, "a") as tuner:
+            await tuner.add_vectors(rows(300, 1))
+            report = await tuner.tune(queries=rows(10, 12), k=10, target_recall=0.5, apply=True)
+        assert report.setting == 10
+        # Opened when the tenant had no partition: it reads the setting when it first finds it.
+        assert await early.pool.fetchval("SHOW hnsw.ef_search") == default
+        await early.add_vectors(rows(1, 2))
+        assert await early.pool.fetchval("SHOW hnsw.ef_search") == "10"
+
+
+async def test_a_partition_dropped_while_tuning_gets_no_setting(
+    pg_dsn: str, table_name: str
+) -> None:
+    async with make(pg_dsn, table_name, "a") as a, make(pg_dsn, table_name, None) as admin:
+        await a.add_vectors(rows(300, 1))
+        default = await a.pool.fetchval("SHOW hnsw.ef_search")
+
+        async def drop_it(point: Any) -> None:  # after the first (and, at 0.5, last) setting
+            assert await admin.drop_domain("a") is True
+
+        with pytest.raises(ConfigurationError, match="was dropped while tune"):
+            await a.tune(
+                queries=rows(10, 12), k=10, target_recall=0.5, apply=True, progress=drop_it
+            )
+        await a.add_vectors(rows(5, 2))  # its partition made again: untuned
+        assert await a.pool.fetchval("SHOW hnsw.ef_search") == default
+    shown = await ef_search_in_another_process(pg_dsn, table_name, "a")
+    assert shown == {"a": default}
+
+
+async def test_a_parent_index_comment_is_never_read(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    # An older pgvs commented the parent's (partitioned) index, perhaps with a setting measured
+    # on an empty partition: no tenant reads it, only its partition's own index.
+    index = f"{table_name}_embedding_hnsw"
+    async with make(pg_dsn, table_name, "a") as a:
+        await a.add_vectors(rows(20, 1))
+        default = await a.pool.fetchval("SHOW hnsw.ef_search")
+    comment = 'pgvs:tuned {"parameter": "hnsw.ef_search", "value": 11}'
+    await raw_conn.execute(f"COMMENT ON INDEX {index} IS '{comment}'")
+    async with make(pg_dsn, table_name, "a") as a, make(pg_dsn, table_name, None) as plain:
+        assert await a.pool.fetchval("SHOW hnsw.ef_search") == default
+        assert await plain.pool.fetchval("SHOW hnsw.ef_search") == default
+
+
+async def test_tune_apply_without_a_domain_on_a_partitioned_table_is_refused_before_measuring(
+    pg_dsn: str, table_name: str, raw_conn: Any
+) -> None:
+    # A store without domain_id searches the '' domain's partition, but reports every tenant's
+    # stats and drops any tenant: its apply=True would read as the whole table's setting.
+    index = f"{table_name}_embedding_hnsw"
     async with make(pg_dsn, table_name, "a") as tenant, make(pg_dsn, table_name, None) as plain:
-        await tenant.ingest(rows(1500, 11))
-        await make_busy_neighbour(pg_dsn, table_name)
-        default = await tenant.pool.fetchval("SHOW hnsw.ef_search")
-        # Every store measures its own domain's partition index (a store without domain_id:
-        # the '' domain's), but the persisted default would be the whole table's.
-        for store in (tenant, plain):
-            with pytest.raises(ConfigurationError, match=r"apply=True\) is not available") as e:
-                await store.tune(queries=rows(5, 12), target_recall=0.5, apply=True)
-            assert e.value.hint
-            assert "ef_search=report.setting" in e.value.hint
-        assert await raw_conn.fetchval("SELECT obj_description($1::regclass)", index) is None
-        # The '' domain holds no row: nothing to measure recall on (not a recall of 1.0).
+        await tenant.add_vectors(rows(300, 11))
+        default = await plain.pool.fetchval("SHOW hnsw.ef_search")
+        # Before measuring: the '' domain holds no row yet, which tune() itself would refuse.
+        with pytest.raises(ConfigurationError, match="this store has no domain_id") as e:
+            await plain.tune(queries=rows(5, 12), target_recall=0.5, apply=True)
+        assert e.value.hint
+        assert "domain_id" in e.value.hint
+        assert "ef_search=report.setting" in e.value.hint
         with pytest.raises(ValidationError, match="no stored row is visible"):
             await plain.tune(queries=rows(5, 12))
-        report = await tenant.tune(queries=rows(5, 12), target_recall=0.5)  # without apply
+        # With rows in its partition it measures them, without apply only.
+        await plain.add_vectors(rows(300, 13))
+        with pytest.raises(ConfigurationError, match="this store has no domain_id"):
+            await plain.tune(queries=rows(5, 12), target_recall=0.5, apply=True)
+        report = await plain.tune(queries=rows(5, 12), target_recall=0.5)
         assert report.setting is not None
         assert not report.applied
-    async with make(pg_dsn, table_name, "a") as again:
-        assert await again.pool.fetchval("SHOW hnsw.ef_search") == default
+        comments = await partition_index_comments(raw_conn, index)
+        assert set(comments) == {
+            index,
+            partition_name(table_name, "a"),
+            partition_name(table_name, ""),
+        }
+        assert set(comments.values()) == {None}
+        assert await plain.pool.fetchval("SHOW hnsw.ef_search") == default
 
 
 async def test_index_status_of_a_partitioned_index_sums_its_partitions(

@@ -15,7 +15,9 @@ and what the measurements mean:
   when the target is out of reach.
 * The chosen setting is persisted as a comment on the vector index it was measured on
   (:func:`tuned_comment`, :func:`parse_tuned_comment`): it belongs to that graph, so dropping the
-  index drops it, and every process opening the store reads it at ``initialize()``.
+  index drops it, and every process opening the store reads it at ``initialize()``. With
+  ``partition_by`` that graph is the tenant's partition's own index
+  (:data:`PARTITION_TUNED_QUERY`): each tenant has its own setting, gone with its partition.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "COMMENT_INDEX_SQL",
     "FORCE_INDEX_SETTINGS",
     "PARAMETERS",
+    "PARTITION_TUNED_QUERY",
     "SAMPLE_SEED",
     "TUNED_COMMENTS_QUERY",
     "Sweep",
@@ -83,6 +86,21 @@ TUNED_COMMENTS_QUERY = """
     SELECT c.relname AS name, obj_description(c.oid, 'pg_class') AS comment
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind = 'i'
+"""
+#: A tenant's own index on its partition (``partition_by``): the child (``pg_inherits``) of one of
+#: the store's partitioned vector indexes ($1 = schema, $2 = their names) whose table is the
+#: tenant's partition ($3 = its qualified name), and its comment. Only that child's comment is
+#: ever read: the parent's (relkind 'I') could hold a setting an older pgvs measured on one
+#: partition, perhaps an empty one, which is no tenant's.
+PARTITION_TUNED_QUERY = """
+    SELECT c.relname AS name, obj_description(c.oid, 'pg_class') AS comment
+    FROM pg_class p
+    JOIN pg_namespace n ON n.oid = p.relnamespace
+    JOIN pg_inherits h ON h.inhparent = p.oid
+    JOIN pg_class c ON c.oid = h.inhrelid
+    JOIN pg_index i ON i.indexrelid = c.oid
+    WHERE n.nspname = $1 AND p.relname = ANY($2::text[]) AND p.relkind = 'I'
+      AND c.relkind = 'i' AND i.indrelid = to_regclass($3)
 """
 #: COMMENT takes no bind parameters, so the server writes the statement: ``%L`` quotes the
 #: comment as a literal and ``%s`` of a regclass the index name. $1 = qualified index name.

@@ -3,7 +3,8 @@
 The statuses of the index names this store may own; the pgvs partial indexes that are this
 store's (their ``COMMENT`` compiles, here, to the same predicate, type and quantization) and so
 may serve its searches; and the query defaults the indexes decide: whether pgvs's ANN settings
-apply (``ann``), IVFFlat's ``lists``, the settings ``tune(apply=True)`` persisted. After every
+apply (``ann``), IVFFlat's ``lists``, the settings ``tune(apply=True)`` persisted (with
+``partition_by``: on this store's domain's partition's own index, :meth:`load_tuned`). After every
 index operation :meth:`IndexCatalog.refresh_session` re-reads all of it and brings the pool's
 session settings in step. Reads only: the builds are :mod:`._index_ops`, the background
 :mod:`._index_manager` (whose :class:`~._index_manager.IndexManager` this is the base of).
@@ -18,8 +19,10 @@ from typing import Any
 
 from .. import indexes as ix
 from .. import partial, planning, tuning
+from .._sql import qualified
 from ..errors import ConfigurationError, ValidationError
 from ..results import IndexStatus
+from ..scale import partition_name
 from ._context import StoreContext
 from ._index_builds import read_catalog
 from ._session import Session
@@ -173,13 +176,37 @@ class IndexCatalog:
         )
 
     async def load_tuned(self, connection: Any) -> None:
-        """Read the settings ``tune(apply=True)`` persisted on this store's indexes' comments."""
-        rows = await connection.fetch(
-            tuning.TUNED_COMMENTS_QUERY, self.ctx.config.schema, self.ctx.sql.index_names()
-        )
+        """Read the settings ``tune(apply=True)`` persisted on this store's indexes' comments.
+
+        With ``partition_by`` only the comment of this store's domain's partition's own index
+        (none while the partition does not exist): each tenant's graph has its own setting."""
+        config = self.ctx.config
+        if config.partition_by is None:
+            rows = await connection.fetch(
+                tuning.TUNED_COMMENTS_QUERY, config.schema, self.ctx.sql.index_names()
+            )
+        else:
+            rows = await self.partition_indexes(connection, self.ctx.sql.index_names())
         self.tuned = {}
         for row in rows:
             self.tuned.update(tuning.parse_tuned_comment(row["comment"]))
+
+    async def partition_indexes(self, connection: Any, parents: Sequence[str]) -> list[Any]:
+        """The own indexes (``name``, ``comment``) of this store's domain's partition that are
+        children of the partitioned indexes ``parents`` (none while the partition is missing)."""
+        config = self.ctx.config
+        partition = qualified(config.schema, partition_name(config.table_name, self.ctx.domain))
+        return list(
+            await connection.fetch(
+                tuning.PARTITION_TUNED_QUERY, config.schema, list(parents), partition
+            )
+        )
+
+    async def refresh_tuned(self) -> None:
+        """Re-read the persisted setting and bring the pool in step: a partitioned store's
+        domain's partition was just created, found or dropped, and its index with it."""
+        await self.load_tuned(self.session.pool)
+        await self.session.apply_settings(self.desired_session())
 
     async def refresh_session(self, connection: Any) -> None:
         """Re-read the store's indexes and bring the pool's query defaults in step with them."""

@@ -16,6 +16,8 @@ deletes the domain's rows instead (O(rows)).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 
 from ..errors import ConfigurationError
@@ -57,11 +59,21 @@ def is_missing_partition(exc: BaseException | None) -> bool:
 
 
 class Tenancy:
-    def __init__(self, ctx: StoreContext, session: Session) -> None:
+    def __init__(
+        self,
+        ctx: StoreContext,
+        session: Session,
+        partition_seen: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.session = session
         self.partitioned = ctx.config.partition_by is not None
         self._ready = False  # this store's domain has its partition (as far as we know)
+        # Called once this store's domain's partition was created or found, or dropped by this
+        # store: its index's tuned setting (tune(apply=True)) is re-read
+        # (:meth:`IndexCatalog.refresh_tuned`). A store opened before its partition existed
+        # (or was dropped and made again) otherwise keeps the setting it read at initialize().
+        self._partition_seen = partition_seen
 
     def partition_of(self, domain: str) -> str:
         return partition_name(self.ctx.config.table_name, domain)
@@ -83,6 +95,8 @@ class Tenancy:
             )
         logger.debug("partition %s of %s is in place", name, sql.table)
         self._ready = True
+        if self._partition_seen is not None:
+            await self._partition_seen()
 
     def check_index_operation(
         self, operation: str, *, concurrently: bool, partial: bool = False
@@ -140,6 +154,8 @@ class Tenancy:
             await connection.execute(drop_partition_sql(ctx.config.schema, name))
         if domain == ctx.domain:
             self._ready = False
+            if self._partition_seen is not None:
+                await self._partition_seen()  # its tuned setting went with it
         return existed
 
 

@@ -5,7 +5,8 @@ ground truth with index scans off, then one transaction per setting of the sweep
 setting, the filtered path's settings and the vector index forced, each search timed alone (its
 statement's round trip: what a search costs once the setting is the store's default). With
 ``apply=True`` the chosen setting becomes a comment on the index, which every store opening the
-table reads at ``initialize()`` (:meth:`IndexManager.load_tuned`).
+table reads at ``initialize()`` (:meth:`IndexManager.load_tuned`); with ``partition_by``, on the
+tenant's partition's own index, which only that tenant's stores read.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = ["TuneProgress", "Tuner"]
 TuneProgress = Callable[[TunePoint], Any]
 
 Truth = list[tuple[Any, float]]  # (id, distance), nearest first
+# The table's DDL advisory lock (:mod:`._bootstrap`, :mod:`._tenancy`): $1 = its lock key.
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
 
 @contextlib.asynccontextmanager
@@ -90,15 +93,17 @@ class Tuner:
     ) -> TuneReport:
         """AsyncPGVectorStore.tune."""
         tuning.check_tune_arguments(target_recall, k, sample, max_seconds)
-        if apply and self.ctx.config.partition_by is not None:
-            # The measured index is this domain's partition's; the persisted default (on the
-            # parent's index) would be every tenant's. Refused before the sweep.
+        if apply and self.ctx.config.partition_by is not None and self.ctx.config.domain_id is None:
+            # A tenant's setting goes on its partition's own index. A store without domain_id
+            # searches the '' domain's partition, but reads every tenant's stats and drops any
+            # tenant: its apply=True would look like the whole table's. Refused before the sweep.
             raise ConfigurationError(
-                "tune(apply=True) is not available with partition_by='domain': tune() measures "
-                "this store's domain's own partition index (a store without domain_id: the '' "
-                "domain's), and a persisted default is the whole table's, every tenant's",
-                hint="Tune without apply and give this tenant's stores "
-                "ef_search=report.setting (StoreConfig, or per search); see docs/scale.md.",
+                "tune(apply=True) on a store with partition_by='domain' persists a tenant's "
+                "setting on its own partition's index, and this store has no domain_id: it "
+                "measures the '' domain's partition only, so its setting is no other tenant's",
+                hint="Open a store with the tenant's domain_id and tune that (every tenant's "
+                "partition keeps its own setting); for the '' domain, give its stores "
+                "ef_search=report.setting. See docs/scale.md.",
             )
         if progress is not None and not callable(progress):
             raise ValidationError(
@@ -387,14 +392,33 @@ class Tuner:
 
     async def _persist(self, status: IndexStatus, report: TuneReport) -> None:
         """Make ``report.setting`` the default of every store on this index: a comment on the
-        index (read at initialize()), and this store's pool right away."""
+        index (read at initialize()), and this store's pool right away. With ``partition_by``
+        the index is this tenant's partition's own (the graph that was measured): every store
+        of this tenant reads it, no other tenant's does."""
         pool = self.session.pool
-        statement = await pool.fetchval(
-            tuning.COMMENT_INDEX_SQL,
-            qualified(self.ctx.config.schema, status.name),
-            tuning.tuned_comment(report),
-        )
-        await pool.execute(statement)
+        comment = tuning.tuned_comment(report)
+        schema = self.ctx.config.schema
+        if self.ctx.config.partition_by is None:
+            statement = await pool.fetchval(
+                tuning.COMMENT_INDEX_SQL, qualified(schema, status.name), comment
+            )
+            await pool.execute(statement)
+        else:
+            # Under the table's DDL lock, as a partition is created and dropped: the index
+            # found is the one commented, not one of a partition dropped (and made again) since.
+            async with pool.acquire() as connection, connection.transaction():
+                await connection.execute(_LOCK, self.ctx.sql.lock_key())
+                found = await self.indexes.partition_indexes(connection, [status.name])
+                if not found:
+                    raise ConfigurationError(
+                        f"this store's domain's partition of {self.ctx.sql.table} (and its "
+                        "index) was dropped while tune() measured it: nothing was persisted",
+                        hint="Tune again once the tenant holds rows.",
+                    )
+                statement = await connection.fetchval(
+                    tuning.COMMENT_INDEX_SQL, qualified(schema, found[0]["name"]), comment
+                )
+                await connection.execute(statement)
         await self.indexes.refresh_session(pool)
         configured = (
             self.ctx.config.ef_search
@@ -402,11 +426,13 @@ class Tuner:
             else self.ctx.config.probes
         )
         if configured is not None:
+            tenant = f" of domain {self.ctx.domain!r}" if self.ctx.config.partition_by else ""
             logger.warning(
-                "%s = %s is now the default of stores on %s, but this store's configuration "
+                "%s = %s is now the default of stores%s on %s, but this store's configuration "
                 "sets %s, which takes precedence here",
                 report.parameter,
                 report.setting,
+                tenant,
                 self.ctx.sql.table,
                 configured,
             )

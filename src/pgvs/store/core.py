@@ -68,7 +68,7 @@ class AsyncPGVectorStore(IndexMethods):
         self._writer = Writer(self._ctx, self._session, self._indexes.after_write)
         self._strategies = Strategies(self._ctx, self._session, self._reader)
         self._tuner = Tuner(self._ctx, self._session, self._indexes, self._query_log)
-        self._tenancy = Tenancy(self._ctx, self._session)
+        self._tenancy = Tenancy(self._ctx, self._session, self._indexes.refresh_tuned)
         primary = ReadParts(self._session, self._reader, self._strategies)
         self._replicas = Replicas(self._ctx, primary, self._indexes)
 
