@@ -202,13 +202,15 @@ class IndexMethods:
         index with other parameters discards it) and read at ``initialize()``.
         A store's configured ``ef_search``/``probes`` still take precedence, and a call's
         ``search(..., ef_search=...)`` overrides either. Stores already open elsewhere keep
-        their value until they reopen; running ``tune(apply=True)`` again replaces it.
+        their value until they reopen; running ``tune(apply=True)`` again replaces it. With
+        ``partition_by`` it is the tenant's: kept on its partition's own index, read by that
+        domain's stores only, dropped with the partition.
 
         Raises ValidationError for ``target_recall`` outside (0, 1], ``k`` < 1, a ``sample``
         larger than the rows (matching the filter), empty ``queries``, ``"recent"`` with no
         query log or an empty one, or no row to find; ConfigurationError when the store has no
         valid vector index (exact search already has recall 1.0), or for ``apply=True`` with
-        ``partition_by`` (one partition's setting).
+        ``partition_by`` on a store without ``domain_id``.
         """
         return await self._tuner.tune(
             target_recall=target_recall,

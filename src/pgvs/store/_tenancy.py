@@ -7,6 +7,9 @@ the first and then find it. It carries the parent's indexes, the HNSW index amon
 partitioned index: PostgreSQL creates each partition's own index with the partition, empty, so
 instantly), and a tenant's searches (``domain_id = $n``) are pruned to its partition.
 
+A tenant's ``tune(apply=True)`` setting is a comment on its partition's own index
+(:mod:`._tuner`); a store re-reads it when it creates or finds its partition, or drops it.
+
 ``drop_domain`` drops the partition: O(1) whatever the tenant holds. On an unpartitioned table it
 deletes the domain's rows instead (O(rows)).
 
