@@ -506,7 +506,8 @@ async def test_tune_apply_persists_each_tenants_setting_on_its_partition_index(
 ) -> None:
     index = f"{table_name}_embedding_hnsw"
     queries = rows(20, 12)
-    async with make(pg_dsn, table_name, "a") as a, make(pg_dsn, table_name, "b") as b:
+    # Tenant ODD's name needs quoting, in SQL and in its partition's bound.
+    async with make(pg_dsn, table_name, "a") as a, make(pg_dsn, table_name, ODD) as b:
         await a.add_vectors(rows(400, 1))
         await b.add_vectors(rows(400, 2))
         async with make(pg_dsn, table_name, "c") as c:
@@ -522,16 +523,16 @@ async def test_tune_apply_persists_each_tenants_setting_on_its_partition_index(
         assert tuned_b.applied
         # Each on its partition's own index; nothing on the parent's or an untuned tenant's.
         comments = await partition_index_comments(raw_conn, index)
-        part = {domain: partition_name(table_name, domain) for domain in "abc"}
+        part = {domain: partition_name(table_name, domain) for domain in ("a", ODD, "c")}
         assert comments[index] is None
         assert comments[part["c"]] is None
         assert '"value": 10' in str(comments[part["a"]])
-        assert '"value": 30' in str(comments[part["b"]])
+        assert '"value": 30' in str(comments[part[ODD]])
         # This store's pool right away; new stores of each tenant in another process.
         assert await a.pool.fetchval("SHOW hnsw.ef_search") == "10"
         assert await b.pool.fetchval("SHOW hnsw.ef_search") == "30"
-        shown = await ef_search_in_another_process(pg_dsn, table_name, "a", "b", "c")
-        assert shown == {"a": "10", "b": "30", "c": default}
+        shown = await ef_search_in_another_process(pg_dsn, table_name, "a", ODD, "c")
+        assert shown == {"a": "10", ODD: "30", "c": default}
         async with make(pg_dsn, table_name, "a") as second:
             # A search at the default sets nothing; a per call ef_search still wins ...
             assert (await second.explain_search(queries[0], k=10)).settings == ()
@@ -544,8 +545,8 @@ async def test_tune_apply_persists_each_tenants_setting_on_its_partition_index(
         # Re-tuning replaces the tenant's setting, and no other tenant's.
         again = await a.tune(queries=queries, k=20, target_recall=0.5, apply=True)
         assert again.setting == 20
-        shown = await ef_search_in_another_process(pg_dsn, table_name, "a", "b")
-        assert shown == {"a": "20", "b": "30"}
+        shown = await ef_search_in_another_process(pg_dsn, table_name, "a", ODD)
+        assert shown == {"a": "20", ODD: "30"}
 
         # Dropping the domain drops its setting with its partition's index: for new stores,
         # and for the store that dropped it; its partition made again starts untuned.
@@ -553,8 +554,8 @@ async def test_tune_apply_persists_each_tenants_setting_on_its_partition_index(
         assert await a.pool.fetchval("SHOW hnsw.ef_search") == default
         await a.add_vectors(rows(5, 4))
         assert (await partition_index_comments(raw_conn, index))[part["a"]] is None
-        shown = await ef_search_in_another_process(pg_dsn, table_name, "a", "b")
-        assert shown == {"a": default, "b": "30"}
+        shown = await ef_search_in_another_process(pg_dsn, table_name, "a", ODD)
+        assert shown == {"a": default, ODD: "30"}
 
 
 async def test_a_tenant_store_opened_before_its_partition_existed_reads_its_setting(
