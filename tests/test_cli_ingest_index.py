@@ -275,6 +275,39 @@ def test_kill_during_the_build_then_ingest_again_resumes(
     assert comment(pg_dsn, table_name) == INIT_COMMENT
 
 
+# -- the store's hook, as the command uses it -------------------------------------------------
+
+
+async def test_build_after_load_is_what_the_caller_asks(pg_dsn: str, table_name: str) -> None:
+    from pgvs import AsyncPGVectorStore
+
+    rows = np.random.default_rng(2).standard_normal((1200, DIM))
+    config = {
+        "connection_string": pg_dsn,
+        "dimensions": DIM,
+        "table_name": table_name,
+        "id_type": "text",
+    }
+    async with AsyncPGVectorStore(config) as made:  # the HNSW index, on the empty table
+        assert (await made.index_status()).usable
+    async with AsyncPGVectorStore({**config, "auto_create_index": False}) as store:
+        # Off by default without auto_create_index: the rows go into the index.
+        kept = await store.ingest(rows[:10], ids=[f"a{i}" for i in range(10)])
+        assert kept.index_note == "auto_create_index is off (build_after_load=True allows it)"
+        await store.clear()
+        built = await store.ingest(rows, ids=[f"b{i}" for i in range(1200)], build_after_load=True)
+        assert built.index_note is None
+        assert built.details["index_build"] > 0
+        assert built.batch_size > 500  # loaded without the index
+        assert (await store.index_status()).usable
+    async with AsyncPGVectorStore(config) as store:
+        await store.clear()
+        never = await store.ingest(rows, ids=[f"c{i}" for i in range(1200)], build_after_load=False)
+        assert never.index_note == "build_after_load=False"
+        assert never.batch_size == 500  # into the index, which stayed
+        assert (await store.index_status()).usable
+
+
 # -- the record (pure) -----------------------------------------------------------------------
 
 

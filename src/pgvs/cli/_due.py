@@ -199,7 +199,8 @@ async def settle(
             seconds = await _rebuild(store, due, quiet=False)
             warn(f"rebuilt {due['name']} in {seconds:.1f} s")
         await _clear_if_valid(connection, store, schema, table)
-    except PGVSError as exc:  # no right to build here, say: the command itself still runs
+    except (PGVSError, asyncpg.PostgresError) as exc:  # no right to build here, say: the
+        # command itself still runs (on a table without its index: searches scan it)
         warn(
             f"{schema}.{table}: could not rebuild its index {due['name']}: {exc}\n"
             "Run `pgvs index create` as the table's owner."
@@ -233,6 +234,7 @@ class IngestGuard:
         self.key = _lock_key(schema, table)
         self.resume: dict[str, Any] | None = None
         self.marked = False
+        self.recorded = False  # a record was there at the start (removed too once valid)
         self.build_after_load: bool | None = None
         self.note: str | None = None
 
@@ -242,6 +244,7 @@ class IngestGuard:
             warn(f"{self.schema}.{self.table}: waiting for a pgvs command rebuilding its index")
             await connection.fetchval(_SHARED, self.key)
         due = due_of(await _read_comment(connection, self.schema, self.table))
+        self.recorded = due is not None
         status = await self.store.index_status()
         if due is not None and not status.usable:
             self.resume = due
@@ -291,7 +294,7 @@ class IngestGuard:
         is valid (else it stays for the next command, which rebuilds the index)."""
         connection = self.connection
         await connection.fetchval(_UNLOCK_SHARED, self.key)
-        if not (self.marked or self.resume is not None):
+        if not (self.marked or self.recorded):
             return
         if not await connection.fetchval(_TRY_EXCLUSIVE, self.key):
             return  # another ingest is alive: the last one out removes the record

@@ -20,11 +20,11 @@ from typing import Any
 
 import click
 
-from ..errors import IngestError, ValidationError
+from ..errors import IngestError, PGVSError, ValidationError
 from ..results import IngestResult
 from ._common import EXIT_USAGE, CommandError, StoreArgs, json_option, run_async, store_options
 from ._due import IngestGuard
-from ._output import IngestDisplay, emit_json, print_pairs
+from ._output import IngestDisplay, emit_json, print_pairs, warn
 from ._readers import BadInput, Input, Options, detect_format, open_input
 from ._target import connect, open_store
 
@@ -187,8 +187,11 @@ def ingest(
             )
         except IngestError as exc:
             display.close()
-            await guard.after_load(None)  # the store rebuilt an index it dropped; resume: here
-            await guard.finish()
+            try:
+                await guard.after_load(None)  # the store rebuilt an index it dropped; resume: here
+                await guard.finish()
+            except PGVSError as rebuild:  # the load's own error is the one to report
+                warn(f"the index was not rebuilt: {rebuild} (the next pgvs command rebuilds it)")
             raise _explain(exc, source) from None
         finally:
             display.close()
