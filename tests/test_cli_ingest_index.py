@@ -141,7 +141,9 @@ def test_ingest_into_a_fresh_store_builds_the_index_after_the_load(
 ) -> None:
     place = init(pg_dsn, table_name)
     np.save(tmp_path / "v.npy", np.random.default_rng(1).standard_normal((3000, DIM)))
-    first = json.loads(ok("ingest", *place, str(tmp_path / "v.npy"), "--json", "-q").stdout)
+    done = ok("ingest", *place, str(tmp_path / "v.npy"), "--json")
+    assert "is empty: its index is built once after the load" in done.stderr
+    first = json.loads(done.stdout)
     assert first["rows_new"] == 3000
     assert first["index"]["built_after_load"] is True
     assert first["index"]["build_seconds"] > 0

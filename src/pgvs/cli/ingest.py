@@ -176,6 +176,14 @@ def ingest(
             bytes_read=source.read_bytes,
             quiet=quiet,
         )
+        if not quiet and guard.marked:
+            click.echo(f"{store.shown} is empty: its index is built once after the load", err=True)
+        elif not quiet and guard.resume is not None:
+            click.echo(
+                f"{store.shown}: its index, dropped by an interrupted ingest, is built after "
+                "this load",
+                err=True,
+            )
         try:
             result = await opened.ingest(
                 source.data,
