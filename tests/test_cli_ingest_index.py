@@ -5,7 +5,8 @@ never silently vanishes (src/pgvs/cli/_due.py): the real command as a subprocess
   store with rows it says why it loaded into the index instead;
 * a bad row: the index is rebuilt over the committed rows before the command fails;
 * ``kill -9`` of the command while it loads (the index dropped, recorded in the table's comment):
-  a command run while it was alive left the index alone; the next command rebuilds it;
+  a command run while it was alive left the index alone; the next command rebuilds it; or a
+  library store (``auto_create_index=True``) rebuilds it, and the next command removes the record;
 * ``kill -9`` while its CREATE INDEX runs (held on a lock the test owns, seen in
   pg_stat_activity): the build dies with it; ``pgvs ingest`` run again resumes (loads, builds);
 * the comment record keeps and restores what the comment said before (pure).
@@ -226,6 +227,41 @@ def test_kill_during_the_load_leaves_the_index_due_and_the_next_command_rebuilds
     assert index_state(pg_dsn, table_name) is True
     assert comment(pg_dsn, table_name) == INIT_COMMENT
     assert "rebuilding" not in ok("count", *place).stderr  # once
+
+
+def test_a_library_store_rebuilds_it_too_and_the_next_command_removes_the_record(
+    pg_dsn: str, table_name: str
+) -> None:
+    from pgvs import AsyncPGVectorStore
+
+    place = init(pg_dsn, table_name)
+    child = start_stdin_ingest(place)
+    try:
+        first_commit(child, lines(150))
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    wait_for(pg_dsn, f"SELECT NOT ({INGEST_LOCK_HELD})", table_name)
+    assert index_state(pg_dsn, table_name) is None
+
+    async def library() -> bool:
+        # auto_create_index=True (the default): a populated table without its index is built
+        # in the background, whatever the comment says.
+        config = {
+            "connection_string": pg_dsn,
+            "dimensions": DIM,
+            "table_name": table_name,
+            "id_type": "text",
+        }
+        async with AsyncPGVectorStore(config) as store:
+            return (await store.wait_for_index(timeout=120)).usable
+
+    assert asyncio.run(library())
+    assert due_of(comment(pg_dsn, table_name)) is not None
+    done = ok("count", *place)
+    assert done.stdout.strip() == "100"
+    assert "rebuilding" not in done.stderr  # valid already: only the record goes
+    assert comment(pg_dsn, table_name) == INIT_COMMENT
 
 
 def test_kill_during_the_build_then_ingest_again_resumes(
