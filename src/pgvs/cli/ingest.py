@@ -22,6 +22,7 @@ import click
 
 from ..errors import IngestError, PGVSError, ValidationError
 from ..results import IngestResult
+from ..store.core import AsyncPGVectorStore
 from ._common import EXIT_USAGE, CommandError, StoreArgs, json_option, run_async, store_options
 from ._due import IngestGuard
 from ._output import IngestDisplay, emit_json, print_pairs, warn
@@ -155,27 +156,22 @@ def ingest(
                 ignored=frozenset(ignored),
                 skip_bad=skip_bad,
             )
-            source = open_input(path, kind, options, sidecar=sidecar, no_sidecar=no_sidecar)
             # The ingest lock's session is this process's: it ends when the process does.
             assert config.connection_string is not None  # open_store resolved it
             guard = IngestGuard(
                 await connect(config.connection_string), opened, store.schema, store.table, quiet
             )
             try:
-                await guard.start()
-                return await load(opened, guard, source), source
+                source = open_input(path, kind, options, sidecar=sidecar, no_sidecar=no_sidecar)
+                try:
+                    await guard.start()
+                    return await load(opened, guard, source), source
+                finally:
+                    source.close()
             finally:
-                source.close()
                 await guard.connection.close()
 
-    async def load(opened: Any, guard: IngestGuard, source: Input) -> IngestResult:
-        display = IngestDisplay(
-            f"ingest {Path(path).name if path != '-' else 'stdin'}",
-            total_rows=source.total_rows,
-            total_bytes=source.total_bytes,
-            bytes_read=source.read_bytes,
-            quiet=quiet,
-        )
+    async def load(opened: AsyncPGVectorStore, guard: IngestGuard, source: Input) -> IngestResult:
         if not quiet and guard.marked:
             click.echo(f"{store.shown} is empty: its index is built once after the load", err=True)
         elif not quiet and guard.resume is not None:
@@ -184,6 +180,13 @@ def ingest(
                 "this load",
                 err=True,
             )
+        display = IngestDisplay(
+            f"ingest {Path(path).name if path != '-' else 'stdin'}",
+            total_rows=source.total_rows,
+            total_bytes=source.total_bytes,
+            bytes_read=source.read_bytes,
+            quiet=quiet,
+        )
         try:
             result = await opened.ingest(
                 source.data,
