@@ -254,6 +254,9 @@ class IngestResult:
     elapsed_seconds: float
     batch_size: int = 0
     details: Mapping[str, float] = field(default_factory=dict)  # seconds per stage (profiling)
+    # None: the store's HNSW index was built once after the load (details["index_build"]).
+    # Else why not: the rows went into the table's index as they were written (or no index).
+    index_note: str | None = None
 
     @property
     def rows_per_second(self) -> float:

@@ -7,7 +7,9 @@ generated ``content_tsv`` column, and the metric from the vector index's operato
 without a vector index keeps its metric in the comment ``pgvs init`` writes; ``--metric``
 overrides both. Such a store is opened with ``auto_create_table=False`` and
 ``auto_create_index=False``: a command never creates or alters anything it was not asked to (a
-background index build would also be cut short when the command exits).
+background index build would also be cut short when the command exits). The one exception is
+an index an interrupted ``pgvs ingest`` dropped to load first: the table's comment records it,
+the catalog is read as if it were there, and ``open_store`` rebuilds it (:mod:`._due`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -25,11 +28,19 @@ from ..config import COLUMN_NAMES, METRIC_ALIASES, OPTIONAL_COLUMNS, StoreConfig
 from ..errors import translate_error
 from ..store.core import AsyncPGVectorStore
 from ._common import EXIT_USAGE, CommandError, StoreArgs
+from ._due import COMMENT_PREFIX, COMMENT_STATEMENT, comment_data, due_of, settle
 from ._output import warn
 
-__all__ = ["TableInfo", "comment_for", "describe", "open_store", "resolve_dsn"]
+__all__ = [
+    "COMMENT_STATEMENT",
+    "TableInfo",
+    "comment_for",
+    "connect",
+    "describe",
+    "open_store",
+    "resolve_dsn",
+]
 
-COMMENT_PREFIX = "pgvs:"
 _TABLE_QUERY = """
     SELECT c.oid, obj_description(c.oid, 'pg_class') AS comment
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -48,8 +59,6 @@ _VECTOR_INDEXES_QUERY = """
     WHERE i.indrelid = $1 AND am.amname IN ('hnsw', 'ivfflat')
     ORDER BY i.indisvalid DESC, am.amname = 'hnsw' DESC, ic.relname
 """
-# COMMENT takes no parameters: the server quotes the names and the text itself.
-COMMENT_STATEMENT = "SELECT format('COMMENT ON TABLE %I.%I IS %L', $1::text, $2::text, $3::text)"
 
 _VECTOR_TYPES = {"vector": "vector", "halfvec": "halfvec", "sparsevec": "sparsevec", "bit": "bit"}
 _ID_TYPES = {"uuid": "uuid", "text": "text", "varchar": "text", "int8": "bigint", "int4": "bigint"}
@@ -92,6 +101,8 @@ class TableInfo:
     quantization: str
     text_search: str | None
     text_identifiers: bool
+    # The index an interrupted `pgvs ingest` dropped and recorded in the comment (see _due).
+    index_due: dict[str, Any] | None = None
 
 
 def _metric_from(opclass: str | None) -> str | None:
@@ -102,12 +113,7 @@ def _metric_from(opclass: str | None) -> str | None:
 
 
 def _comment_metric(comment: str | None) -> str | None:
-    if not comment or not comment.startswith(COMMENT_PREFIX):
-        return None
-    try:
-        value = json.loads(comment[len(COMMENT_PREFIX) :]).get("metric")
-    except (ValueError, AttributeError):
-        return None
+    value = comment_data(comment).get("metric")
     return value if isinstance(value, str) else None
 
 
@@ -130,7 +136,12 @@ async def describe(connection: asyncpg.Connection, schema: str, table: str) -> T
     id_type = _ID_TYPES.get(id_column["typname"] if id_column is not None else "", "")
     if not id_type:
         raise CommandError(f"table {schema}.{table} has no id column of type uuid, text or bigint")
-    indexes = await connection.fetch(_VECTOR_INDEXES_QUERY, found["oid"])
+    indexes: list[Any] = list(await connection.fetch(_VECTOR_INDEXES_QUERY, found["oid"]))
+    due = due_of(found["comment"])
+    if not indexes and due is not None:
+        # Dropped by an interrupted `pgvs ingest`: the store is what it was with it (_due).
+        definition = str(due.get("definition") or "")
+        indexes = [{"method": "hnsw", "opclass": due.get("opclass"), "definition": definition}]
     vector_type = _VECTOR_TYPES[embedding["typname"]]
     index_type, quantization, metric = "none", "auto", None
     if indexes:
@@ -158,6 +169,7 @@ async def describe(connection: asyncpg.Connection, schema: str, table: str) -> T
         quantization=quantization,
         text_search=ts_match.group(1) if ts_match else None,
         text_identifiers=tsv is not None and "translate(" in (tsv["expression"] or ""),
+        index_due=due,
     )
 
 
@@ -208,12 +220,18 @@ async def read_table(args: StoreArgs) -> tuple[str, TableInfo | None]:
 
 @contextlib.asynccontextmanager
 async def open_store(
-    args: StoreArgs, *, metric: str | None = None, needs_metric: bool = False, connections: int = 1
+    args: StoreArgs,
+    *,
+    metric: str | None = None,
+    needs_metric: bool = False,
+    connections: int = 1,
+    restore: bool = True,
 ) -> AsyncIterator[AsyncPGVectorStore]:
     """The existing store ``args`` names, initialized (verified), closed on exit.
 
     ``needs_metric``: the command's result depends on the metric (search, index builds), so a
-    guessed one is said on stderr.
+    guessed one is said on stderr. ``restore``: first rebuild an index an interrupted
+    ``pgvs ingest`` left due (:func:`._due.settle`); ``pgvs ingest`` resumes it instead.
     """
     dsn, info = await read_table(args)
     if info is None:
@@ -234,6 +252,12 @@ async def open_store(
     store = AsyncPGVectorStore(config)
     await store.initialize()
     try:
+        if restore and info.index_due is not None:
+            connection = await connect(dsn)
+            try:
+                await settle(connection, store, args.schema, args.table)
+            finally:
+                await connection.close()
         yield store
     finally:
         await store.close()

@@ -4,6 +4,12 @@ The file is read as it is written (see :mod:`._readers`), batch by batch, each b
 transaction: an upsert by id, so running the same command again rewrites the same rows. A bad
 line stops the ingest before its batch is sent and is reported by line number, with what was
 committed before it; ``--skip-bad`` skips and counts such lines instead.
+
+Into an empty store with its own HNSW index, the index is dropped, the rows load into the bare
+table and the index is built once (``store.ingest(build_after_load=True)``): the command returns
+with it valid, and says how long the build took, or why the rows went into the index as they
+loaded. A failed load rebuilds it over the committed rows. A killed one leaves it recorded as
+due, and the next ``pgvs`` command rebuilds it (:mod:`._due`).
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from typing import Any
 
 import click
 
-from ..errors import IngestError, ValidationError
+from ..errors import IngestError, PGVSError, ValidationError
 from ..results import IngestResult
+from ..store.core import AsyncPGVectorStore
 from ._common import EXIT_USAGE, CommandError, StoreArgs, json_option, run_async, store_options
-from ._output import IngestDisplay, emit_json, print_pairs
+from ._due import IngestGuard
+from ._output import IngestDisplay, emit_json, print_pairs, warn
 from ._readers import BadInput, Input, Options, detect_format, open_input
-from ._target import open_store
+from ._target import connect, open_store
 
 __all__ = ["ingest"]
 
@@ -64,6 +72,12 @@ def _explain(error: IngestError, source: Input) -> CommandError:
         hint="Fix it and run the same command again: committed rows are rewritten, never "
         "duplicated (or pass --skip-bad to skip and count bad lines).",
     )
+
+
+def _index_line(result: IngestResult) -> str:
+    if result.index_note is None:
+        return f"built after the load in {result.details.get('index_build', 0.0):.2f} s"
+    return f"not built after the load: {result.index_note}"
 
 
 @click.command()
@@ -131,7 +145,7 @@ def ingest(
     renames = _renames(fields)
 
     async def go() -> tuple[IngestResult, Input]:
-        async with open_store(store, connections=connections) as opened:
+        async with open_store(store, connections=connections, restore=False) as opened:
             config = opened.config
             options = Options(
                 dims=config.dimensions,
@@ -142,28 +156,60 @@ def ingest(
                 ignored=frozenset(ignored),
                 skip_bad=skip_bad,
             )
-            source = open_input(path, kind, options, sidecar=sidecar, no_sidecar=no_sidecar)
-            display = IngestDisplay(
-                f"ingest {Path(path).name if path != '-' else 'stdin'}",
-                total_rows=source.total_rows,
-                total_bytes=source.total_bytes,
-                bytes_read=source.read_bytes,
-                quiet=quiet,
+            # The ingest lock's session is this process's: it ends when the process does.
+            assert config.connection_string is not None  # open_store resolved it
+            guard = IngestGuard(
+                await connect(config.connection_string), opened, store.schema, store.table, quiet
             )
             try:
-                result = await opened.ingest(
-                    source.data,
-                    ids=source.ids,
-                    batch_size=batch_size,
-                    connections=connections,
-                    progress=display,
-                )
-            except IngestError as exc:
-                raise _explain(exc, source) from None
+                source = open_input(path, kind, options, sidecar=sidecar, no_sidecar=no_sidecar)
+                try:
+                    await guard.start()
+                    return await load(opened, guard, source), source
+                finally:
+                    source.close()
             finally:
-                display.close()
-                source.close()
-            return result, source
+                await guard.connection.close()
+
+    async def load(opened: AsyncPGVectorStore, guard: IngestGuard, source: Input) -> IngestResult:
+        if not quiet and guard.marked:
+            click.echo(f"{store.shown} is empty: its index is built once after the load", err=True)
+        elif not quiet and guard.resume is not None:
+            click.echo(
+                f"{store.shown}: its index, dropped by an interrupted ingest, is built after "
+                "this load",
+                err=True,
+            )
+        display = IngestDisplay(
+            f"ingest {Path(path).name if path != '-' else 'stdin'}",
+            total_rows=source.total_rows,
+            total_bytes=source.total_bytes,
+            bytes_read=source.read_bytes,
+            quiet=quiet,
+        )
+        try:
+            result = await opened.ingest(
+                source.data,
+                ids=source.ids,
+                batch_size=batch_size,
+                connections=connections,
+                progress=display,
+                build_after_load=guard.build_after_load,
+            )
+        except IngestError as exc:
+            display.close()
+            try:
+                await guard.after_load(None)  # the store rebuilt an index it dropped; resume: here
+                await guard.finish()
+            except PGVSError as rebuild:  # the load's own error is the one to report
+                warn(f"the index was not rebuilt: {rebuild} (the next pgvs command rebuilds it)")
+            raise _explain(exc, source) from None
+        finally:
+            display.close()
+        done = await guard.after_load(result)
+        assert done is not None
+        await guard.finish()
+        return done
 
     result, source = run_async(go())
     report: dict[str, Any] = {
@@ -178,6 +224,14 @@ def ingest(
         "rows_per_second": round(result.rows_per_second, 1),
         "skipped": source.skipped,
         "bad_lines": [{"where": bad.where, "reason": bad.reason} for bad in source.bad],
+        # Built once after the load (its seconds), or why the rows went into the index.
+        "index": {
+            "built_after_load": result.index_note is None,
+            "build_seconds": round(result.details["index_build"], 3)
+            if "index_build" in result.details
+            else None,
+            "why_not": result.index_note,
+        },
     }
     if as_json:
         emit_json(report)
@@ -196,6 +250,7 @@ def ingest(
             ),
             ("batches", result.batches),
             ("skipped", source.skipped),
+            ("index", _index_line(result)),
         ],
     )
     for bad in source.bad:

@@ -12,6 +12,11 @@ Crash safety: nothing here is unlogged. A process that dies between the drop and
 leaves a table with rows and no index, which the next ``initialize()`` sees and builds in the
 background, as for any populated table. A load that fails rebuilds the index over the rows
 committed so far before its error is raised (a cancelled one leaves it to the background build).
+
+That background build is why the path is taken only with ``auto_create_index``, unless the
+caller passes ``build_after_load=True`` and so takes the restoring upon itself: ``pgvs ingest``
+records the index in the table's comment before the drop, and the next ``pgvs`` command rebuilds
+it (:mod:`pgvs.cli._due`). Whichever path runs, the result says why in ``index_note``.
 """
 
 from __future__ import annotations
@@ -34,27 +39,39 @@ __all__ = ["load_then_build"]
 _DROP_LOCK_TIMEOUT = "2s"
 
 
-async def _defer_index(indexes: IndexManager) -> dict[str, int] | None:
+async def _defer_index(
+    indexes: IndexManager, build_after_load: bool | None
+) -> tuple[dict[str, int] | None, str]:
     """Drop the store's HNSW index if the table is empty and it is the table's only vector
     index, under the build lock (no pgvs builder elsewhere races it). Returns the dropped
-    index's own parameters (the build after the load rebuilds exactly it), None when kept.
+    index's own parameters (the build after the load rebuilds exactly it), or None and why the
+    index is kept (the load then goes into it).
 
-    Only with ``auto_create_index``: should this process die before the build, the next store
-    to open the table builds the index in the background (the CLI's stores, which never build
-    on their own, keep loading into the index)."""
+    Only with ``auto_create_index`` (or ``build_after_load=True``): should this process die
+    before the build, the next store to open the table builds the index in the background; a
+    store that never builds on its own keeps loading into the index unless its caller restores
+    an index lost so (as ``pgvs ingest`` does)."""
     ctx = indexes.ctx
     config = ctx.config
-    if config.index_type != "hnsw" or not config.auto_create_index or config.pca:
-        return None
+    if build_after_load is False:
+        return None, "build_after_load=False"
+    if config.index_type != "hnsw":
+        return None, f"the store's index type is {config.index_type}, not hnsw"
+    if not config.auto_create_index and not build_after_load:
+        return None, "auto_create_index is off (build_after_load=True allows it)"
+    if config.pca:
+        return None, "the index is over the PCA projection, learnt from rows"
     if config.partition_by is not None:
-        return None  # each tenant's partition has an index of its own: not this table-wide path
+        # each tenant's partition has an index of its own: not this table-wide path
+        return None, "each tenant partition has an index of its own"
     if config.row_level_security:
-        return None  # its policy hides other tenants' rows: "empty" could not be decided here
+        # its policy hides other tenants' rows: "empty" could not be decided here
+        return None, "row-level security hides whether the table is empty"
     name = ctx.sql.index_name("hnsw")
     connection = await indexes.session.connect_dedicated()
     try:
         if not await indexes.builds.lock(connection, wait=False):
-            return None  # another builder is at work: leave the index to it
+            return None, "another index build holds the table's build lock"
         # One transaction under a short lock_timeout: a table locked by someone else (even
         # against the catalog's size reads) sends the ingest down the ordinary path at once,
         # where it waits like any write, instead of waiting here unseen.
@@ -64,21 +81,22 @@ async def _defer_index(indexes: IndexManager) -> dict[str, int] | None:
                     "SELECT set_config('lock_timeout', $1, true)", _DROP_LOCK_TIMEOUT
                 )
                 if await connection.fetchval(ctx.sql.has_rows()):
-                    return None
+                    return None, "the table already holds rows (its index serves searches)"
                 catalog = await read_catalog(ctx, connection)
                 if [status.name for status, _ in catalog] != [name] or not catalog[0][0].usable:
-                    return None  # missing, INVALID, or partial indexes beside it
+                    # missing, INVALID, or partial indexes beside it
+                    return None, f"{name} is missing, INVALID or not the only vector index"
                 status = catalog[0][0]
                 params = {key: int(value) for key, value in status.params.items()}
                 if status.opclass != indexes.index_spec("hnsw", params, rows=0).opclass:
-                    return None  # not what this configuration would build: leave it alone
+                    return None, f"{name} is not the index this configuration would build"
                 await connection.execute(ctx.sql.drop_index(name, concurrently=False))
         except asyncpg.LockNotAvailableError:
-            return None
+            return None, "another session holds a lock on the table"
         # From here on the index is due: any later write (or a new process) builds it.
         indexes.wanted = True
         logger.info("ingest into empty %s: index %s is built after the load", ctx.sql.table, name)
-        return params
+        return params, ""
     finally:
         await connection.close()
 
@@ -95,11 +113,14 @@ async def _rebuild(indexes: IndexManager, params: dict[str, int]) -> None:
 
 
 async def load_then_build(
-    indexes: IndexManager, load: Callable[[], Awaitable[IngestResult]]
+    indexes: IndexManager,
+    load: Callable[[], Awaitable[IngestResult]],
+    *,
+    build_after_load: bool | None = None,
 ) -> IngestResult:
     """Run ``load`` (the ingest); into an empty table, build the store's index after it."""
     started = time.perf_counter()
-    params = await _defer_index(indexes)
+    params, why = await _defer_index(indexes, build_after_load)
     try:
         result = await load()
     except Exception:
@@ -111,7 +132,7 @@ async def load_then_build(
             indexes.kick()
         raise
     if params is None:
-        return result
+        return dataclasses.replace(result, index_note=why)
     build_started = time.perf_counter()
     # Not CONCURRENTLY: one pass over the table instead of two plus a wait for every older
     # snapshot (measured in docs/indexes.md); writers of this table wait for the build.

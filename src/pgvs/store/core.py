@@ -219,6 +219,7 @@ class AsyncPGVectorStore(IndexMethods):
         progress: bool | IngestProgressCallback | None = None,
         atomic: bool = False,
         connections: int = 2,
+        build_after_load: bool | None = None,
     ) -> IngestResult:
         """Upsert many rows by binary COPY, in batches; see :mod:`pgvs.ingest` for how.
 
@@ -254,7 +255,10 @@ class AsyncPGVectorStore(IndexMethods):
         ValidationError or ConfigurationError before anything runs.
 
         Into an empty table, the store's HNSW index is built once after the load (sized to fit
-        in memory; see :mod:`._load_build`): ``ingest`` returns with it valid.
+        in memory; see :mod:`._load_build`): ``ingest`` returns with it valid. That needs
+        ``auto_create_index`` (a crash before the build leaves it to the next start-up) or
+        ``build_after_load=True`` (the caller restores it then); False never drops it.
+        ``IngestResult.index_note`` says why it was not built after the load.
         """
         # Checked every call (one short transaction): an ingest cannot be retried row-exactly
         # the way add_vectors is when the partition was dropped since this store made it.
@@ -271,6 +275,7 @@ class AsyncPGVectorStore(IndexMethods):
                 atomic=atomic,
                 connections=connections,
             ),
+            build_after_load=build_after_load,
         )
         self._indexes.after_write()
         return result
