@@ -643,6 +643,24 @@ def test_tune_reports_plots_and_applies(pg_dsn: str, table_name: str, tmp_path: 
     assert "--recall" in one_message(pgvs("tune", *where(pg_dsn, table_name), "--recall", "0"), 2)
 
 
+def test_tune_on_the_queries_a_store_logged(pg_dsn: str, table_name: str) -> None:
+    from pgvs import PGVectorStore
+
+    rng = np.random.default_rng(4)
+    missing = pgvs("tune", *where(pg_dsn, table_name), "--recent", "50")
+    assert missing.returncode != 0  # no table yet: a one-line error, no traceback
+    options = {"connection_string": pg_dsn, "dimensions": 16, "table_name": table_name}
+    with PGVectorStore(options, metric="l2", query_log=50) as store:
+        store.add_vectors(rng.normal(size=(600, 16)).astype(np.float32))
+        store.create_index()
+        for query in rng.normal(size=(30, 16)).astype(np.float32):
+            store.search(query, k=5)
+    report = as_json("tune", *where(pg_dsn, table_name), "--recall", "0.9", "--recent", "50")
+    assert report["logged"] is True
+    assert report["queries"] == 30
+    assert "20 logged queries" in ok("tune", *where(pg_dsn, table_name), "--recent", "20").stdout
+
+
 def test_import_pgvs_never_imports_the_cli_libraries() -> None:
     probe = "import sys, pgvs, pgvs.sync; print(sorted({'click', 'rich'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,12 +226,14 @@ async def open_store(
     needs_metric: bool = False,
     connections: int = 1,
     restore: bool = True,
+    options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[AsyncPGVectorStore]:
     """The existing store ``args`` names, initialized (verified), closed on exit.
 
     ``needs_metric``: the command's result depends on the metric (search, index builds), so a
     guessed one is said on stderr. ``restore``: first rebuild an index an interrupted
     ``pgvs ingest`` left due (:func:`._due.settle`); ``pgvs ingest`` resumes it instead.
+    ``options``: configuration the command sets on top of what the table says (``query_log``).
     """
     dsn, info = await read_table(args)
     if info is None:
@@ -242,6 +244,8 @@ async def open_store(
         )
     try:
         config = config_for(args, dsn, info, metric, connections)
+        if options:
+            config = config.replace(**options)
     except Exception as exc:
         raise CommandError(str(exc), code=EXIT_USAGE) from None
     if needs_metric and metric is None and info.metric is None:

@@ -15,6 +15,7 @@ import click
 
 from ..config import StoreConfig
 from ..indexes import graph_bytes, index_problem, resolve_quantization, version_tuple
+from ..query_log import MAX_QUERY_LOG
 from ..results import StoreStats
 from ._common import EXIT_FAILURE, StoreArgs, json_option, run_async, store_options
 from ._output import emit_json, human_bytes, print_table, to_jsonable
@@ -228,6 +229,13 @@ def doctor(store: StoreArgs, as_json: bool) -> int:
     show_default=True,
     help="stored vectors drawn as queries",
 )
+@click.option(
+    "--recent",
+    type=click.IntRange(1, MAX_QUERY_LOG),
+    default=None,
+    metavar="N",
+    help="tune on the newest N queries the store's searches logged (query_log) instead of a sample",
+)
 @click.option("--apply", "apply_", is_flag=True, help="make the setting every store's default")
 @click.option(
     "--plot",
@@ -242,6 +250,7 @@ def tune(
     recall: float,
     k: int,
     sample: int,
+    recent: int | None,
     apply_: bool,
     plot_path: Path | None,
     as_json: bool,
@@ -252,8 +261,11 @@ def tune(
     """
 
     async def go() -> Any:
-        async with open_store(store) as opened:
-            return await opened.tune(target_recall=recall, k=k, sample=sample, apply=apply_)
+        if recent is None:
+            async with open_store(store) as opened:
+                return await opened.tune(target_recall=recall, k=k, sample=sample, apply=apply_)
+        async with open_store(store, options={"query_log": recent}) as opened:
+            return await opened.tune(target_recall=recall, k=k, queries="recent", apply=apply_)
 
     report = run_async(go())
     if plot_path is not None:
