@@ -437,6 +437,24 @@ def test_stats_through_the_command_and_the_api(pg_dsn: str, table_name: str) -> 
         assert part in text
 
 
+def test_stats_and_doctor_of_a_partitioned_table(pg_dsn: str, table_name: str) -> None:
+    rng = np.random.default_rng(2)
+    base = {"dimensions": 8, "table_name": table_name, "connection_string": pg_dsn}
+    with (
+        PGVectorStore(base, domain_id="t1", partition_by="domain") as one,
+        PGVectorStore(base, domain_id="t2", partition_by="domain") as two,
+    ):
+        one.add_vectors(rng.normal(size=(30, 8)))
+        two.add_vectors(rng.normal(size=(12, 8)))
+    text = ok("stats", *where(pg_dsn, table_name)).stdout
+    partitions = text.split("\npartitions", 1)[1].split("\nindexes", 1)[0]
+    assert "'t1'" in partitions
+    assert "30 / 0" in partitions  # each partition's own live / dead tuples
+    assert "12 / 0" in partitions
+    doctor = pgvs("doctor", *where(pg_dsn, table_name)).stdout
+    assert "the largest partition this store sees (30 rows)" in " ".join(doctor.split())
+
+
 async def test_the_pool_report_counts_checkouts_and_waiting_callers(pg_dsn: str) -> None:
     from pgvs.store._stats import pool_stats
 
@@ -588,6 +606,23 @@ def test_the_doctor_rules() -> None:
     memory = {check.name: check for check in small}["maintenance_work_mem"]
     assert not memory.ok
     assert "--maintenance-work-mem 5GB" in memory.fix
+    # A partitioned table builds a graph per partition: the largest one is what must fit.
+    partitioned = _stats(
+        memory_bytes={"maintenance_work_mem": 2**30, "shared_buffers": 8 * 2**30},
+        rows=3_000_000,
+        rows_by_domain={"a": 2_000_000, "b": 1_000_000},
+        partitioned=True,
+    )
+    memory = {check.name: check for check in checks(config, partitioned)}["maintenance_work_mem"]
+    assert not memory.ok
+    assert "largest partition this store sees (2,000,000 rows)" in memory.finding
+    fits = _stats(
+        memory_bytes={"maintenance_work_mem": 2**30, "shared_buffers": 8 * 2**30},
+        rows=3_000_000,
+        rows_by_domain={f"t{n}": 100_000 for n in range(30)},
+        partitioned=True,
+    )
+    assert {check.name: check for check in checks(config, fits)}["maintenance_work_mem"].ok
     wide = checks(
         StoreConfig(dimensions=3000, index_type="none", quantization="none"),
         _stats(column_type="vector(3000)", indexes=()),

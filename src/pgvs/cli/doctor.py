@@ -128,14 +128,21 @@ def checks(config: StoreConfig, stats: StoreStats) -> list[Check]:
         stored_as = "halfvec" if quantization == "halfvec" else config.vector_type
         if quantization == "binary":
             stored_as = "bit"
-        needed = hnsw_build_bytes(stats.rows, config.dimensions, stored_as, m)
+        # A partitioned table builds one graph per partition, each of its own rows.
+        rows = max(stats.rows_by_domain.values(), default=0) if stats.partitioned else stats.rows
+        what = (
+            f"the largest partition this store sees ({rows:,} rows)"
+            if stats.partitioned
+            else f"{rows:,} rows"
+        )
+        needed = hnsw_build_bytes(rows, config.dimensions, stored_as, m)
         have = stats.memory_bytes.get("maintenance_work_mem", 0)
         short = needed > have
         found.append(
             Check(
                 "maintenance_work_mem",
                 not short,
-                f"{human_bytes(have)}; the next HNSW build of {stats.rows:,} rows needs about "
+                f"{human_bytes(have)}; the next HNSW build of {what} needs about "
                 f"{human_bytes(needed)}"
                 + (
                     ": pgvector would fall back to its much slower on-disk build (its notice: "

@@ -53,6 +53,26 @@ def show_stats(report: StoreStats) -> None:
             ],
             right=["rows"],
         )
+    if report.partitioned:
+        shown = len(report.partitions)
+        print_table(
+            f"partitions ({shown:,} of {report.partition_count:,} shown, largest first)"
+            if shown < report.partition_count
+            else "partitions",
+            ["partition", "domain", "rows (est.)", "total", "indexes", "live / dead"],
+            [
+                (
+                    part.name,
+                    "(default)" if part.domain is None else repr(part.domain),
+                    "?" if part.rows_estimate < 0 else f"{part.rows_estimate:,}",
+                    human_bytes(part.total_bytes),
+                    human_bytes(part.indexes_bytes),
+                    f"{part.activity.live_tuples:,} / {part.activity.dead_tuples:,}",
+                )
+                for part in report.partitions
+            ],
+            right=["rows (est.)", "total", "indexes", "live / dead"],
+        )
     print_table(
         "indexes",
         ["name", "method", "valid", "size", "parameters", "scans", "definition"],
