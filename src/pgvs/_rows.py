@@ -145,8 +145,10 @@ def vectors_to_matrix(
         raise wrong_size(source.shape[1])
     with np.errstate(over="ignore", invalid="ignore"):
         matrix = np.ascontiguousarray(source, dtype=np.float32)
-    # A float64 sum of float32 values cannot overflow, so it is finite iff every element is.
-    if matrix.size and not np.isfinite(matrix.sum(dtype=np.float64)):
+        # A float64 sum of float32 values cannot overflow, so it is finite iff every element
+        # is (inf + -inf is NaN: no warning for it, the error below names the element).
+        finite = not matrix.size or bool(np.isfinite(matrix.sum(dtype=np.float64)))
+    if not finite:
         row, col = _first_nonfinite(matrix)
         original = float(source[row, col])
         if math.isfinite(original):
