@@ -283,3 +283,31 @@ async def test_row_level_security_holds_the_log_to_the_same_policy(
     finally:
         await raw_conn.execute(f"DROP OWNED BY {role} CASCADE")
         await raw_conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize(
+    ("vector_type", "metric", "queries", "as_text"),
+    [
+        ("halfvec", "l2", [[0.5, -1.25, 2.0, 0.0]], ["[0.5,-1.25,2,0]"]),
+        ("sparsevec", "l2", [{0: 1.5, 3: -2.0}], ["{1:1.5,4:-2}/4"]),
+        ("bit", "hamming", ["1011"], ["1011"]),
+    ],
+)
+async def test_every_vector_type_is_logged_as_searched(
+    pg_dsn: str,
+    table_name: str,
+    raw_conn: asyncpg.Connection,
+    vector_type: str,
+    metric: str,
+    queries: list[Any],
+    as_text: list[str],
+) -> None:
+    options = _config(pg_dsn, table_name, dimensions=4, vector_type=vector_type, metric=metric)
+    async with AsyncPGVectorStore(options) as store:
+        for query in queries:
+            await store.search(query, k=1)
+        await store.search_batch(queries, k=1)
+    rows = await raw_conn.fetch(
+        f'SELECT embedding::text AS v FROM "{ql.log_table_name(table_name)}" ORDER BY seq'
+    )
+    assert [r["v"] for r in rows] == as_text * 2
