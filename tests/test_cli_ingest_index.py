@@ -192,6 +192,52 @@ def test_a_bad_row_rebuilds_the_index_before_the_command_fails(
     assert comment(pg_dsn, table_name) == INIT_COMMENT
 
 
+def test_a_record_only_the_owner_may_remove_is_a_warning_never_the_error(
+    pg_dsn: str, table_name: str, tmp_path: Path
+) -> None:
+    """A record left behind (here: written by hand, as a killed ingest leaves it, the index
+    since rebuilt) and an ingest by a role that may write rows but not COMMENT: the rows
+    and the load's own error are what the command reports; the record stays, said on stderr."""
+    place = init(pg_dsn, table_name)
+    record = with_due(INIT_COMMENT, {"name": f"{table_name}_embedding_hnsw", "type": "hnsw"})
+    role = f"w_{table_name}"
+
+    async def setup() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            statement = await conn.fetchval(
+                "SELECT format('COMMENT ON TABLE %I IS %L', $1::text, $2::text)",
+                table_name,
+                record,
+            )
+            await conn.execute(statement)
+            await conn.execute(f"CREATE ROLE {role} LOGIN")
+            await conn.execute(f'GRANT SELECT, INSERT, UPDATE ON "{table_name}" TO {role}')
+        finally:
+            await conn.close()
+
+    asyncio.run(setup())
+    writer = ["--dsn", pg_dsn.replace("postgres@", f"{role}@", 1), "--table", table_name]
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text("\n".join(lines(30)) + "\n")
+    bad.write_text("\n".join([*lines(5, 100), '{"id": "x", "embedding": [1, 2]}']) + "\n")
+    try:
+        done = pgvs("ingest", *writer, str(good), "-q")
+        assert done.returncode == 0, done.stderr
+        assert "could not be removed" in done.stderr
+        failed = pgvs("ingest", *writer, str(bad), "-q", "--batch-size", "5")
+        assert failed.returncode == 1
+        assert "line 6" in failed.stderr  # the load's own error, not the comment's
+        assert "unexpected" not in failed.stderr
+        assert fetchval(pg_dsn, f'SELECT count(*) FROM "{table_name}"') == 35
+        assert due_of(comment(pg_dsn, table_name)) is not None  # left for the owner
+        ok("count", *place)  # the owner's next command removes it
+        assert comment(pg_dsn, table_name) == INIT_COMMENT
+    finally:
+        fetchval(pg_dsn, f"DROP OWNED BY {role}")
+        fetchval(pg_dsn, f"DROP ROLE {role}")
+
+
 # -- kill -9 ---------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ import pytest
 from pgvs import (
     AsyncPGVectorStore,
     ConfigurationError,
+    FilterError,
     PGVectorStore,
     SchemaMismatchError,
     StoreConfig,
@@ -84,6 +85,10 @@ def test_long_table_names_get_distinct_log_names_within_the_limit() -> None:
     assert len(names) == 2
     assert all(len(name.encode()) <= MAX_IDENTIFIER_BYTES for name in names)
     assert all(name.endswith("_pgvs_queries") for name in names)
+    # Every statement's identifiers fit too (quote_ident refuses longer ones), the index's
+    # included: cut by bytes, whatever the characters.
+    for table in (first, "векторы_документов_поиска", "x" * 63):
+        assert len(ql.create_statements("public", table, "vector(3)")) == 2
 
 
 @pytest.mark.parametrize("value", [-1, ql.MAX_QUERY_LOG + 1, True, 2.0, "100", None])
@@ -200,6 +205,19 @@ async def test_recent_without_a_log_or_with_an_empty_one_says_what_to_do(
         with pytest.raises(ValidationError, match="holds no queries") as caught:
             await store.tune(queries="recent")
         assert "Serve some searches first" in str(caught.value.hint)
+
+
+async def test_failed_searches_are_not_logged(indexed: dict[str, Any]) -> None:
+    queries = _rows(16, 2)
+    async with AsyncPGVectorStore(indexed) as store:
+        await store.search(queries[0], k=1)
+        with pytest.raises(FilterError):
+            await store.search(queries[1], k=1, filter={"$bogus": 1})
+        with pytest.raises(ValidationError):
+            await store.search(queries[1], k=0)
+    np.testing.assert_array_equal(
+        await _logged(indexed["connection_string"], indexed["table_name"]), queries[:1]
+    )
 
 
 async def test_a_log_that_cannot_be_written_fails_no_search_and_no_close(

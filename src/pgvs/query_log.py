@@ -66,7 +66,8 @@ def create_statements(schema: str, table_name: str, vector_sql_type: str) -> lis
     store's validated configuration (``vector(768)``), never from user data."""
     name = log_table_name(table_name)
     table = qualified(schema, name)
-    index = quote_ident(name[: MAX_IDENTIFIER_BYTES - 4] + "_seq")
+    head = name.encode()[: MAX_IDENTIFIER_BYTES - 4].decode(errors="ignore")  # bytes, not chars
+    index = quote_ident(head + "_seq")
     return [
         f"CREATE TABLE IF NOT EXISTS {table} ("
         "seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "

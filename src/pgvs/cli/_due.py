@@ -163,17 +163,6 @@ async def _rebuild(store: AsyncPGVectorStore, due: dict[str, Any], quiet: bool) 
     return time.perf_counter() - started
 
 
-async def _clear_if_valid(
-    connection: asyncpg.Connection, store: AsyncPGVectorStore, schema: str, table: str
-) -> bool:
-    """Under the exclusive ingest lock (held by the caller): remove the record when the index
-    is valid. Whether the index is valid."""
-    if not (await store.index_status()).usable:
-        return False
-    await _change_comment(connection, schema, table, without_due)
-    return True
-
-
 async def settle(
     connection: asyncpg.Connection, store: AsyncPGVectorStore, schema: str, table: str
 ) -> None:
@@ -191,22 +180,44 @@ async def settle(
             )
         return
     try:
-        if not (await store.index_status()).usable:
+        try:
+            if not (await store.index_status()).usable:
+                warn(
+                    f"{schema}.{table}: rebuilding its index {due['name']}, which an "
+                    "interrupted `pgvs ingest` dropped to load first"
+                )
+                seconds = await _rebuild(store, due, quiet=False)
+                warn(f"rebuilt {due['name']} in {seconds:.1f} s")
+        except (PGVSError, asyncpg.PostgresError) as exc:  # no right to build here, say: the
+            # command itself still runs (on a table without its index: searches scan it)
             warn(
-                f"{schema}.{table}: rebuilding its index {due['name']}, which an interrupted "
-                "`pgvs ingest` dropped to load first"
+                f"{schema}.{table}: could not rebuild its index {due['name']}: {exc}\n"
+                "Run `pgvs index create` as the table's owner."
             )
-            seconds = await _rebuild(store, due, quiet=False)
-            warn(f"rebuilt {due['name']} in {seconds:.1f} s")
-        await _clear_if_valid(connection, store, schema, table)
-    except (PGVSError, asyncpg.PostgresError) as exc:  # no right to build here, say: the
-        # command itself still runs (on a table without its index: searches scan it)
-        warn(
-            f"{schema}.{table}: could not rebuild its index {due['name']}: {exc}\n"
-            "Run `pgvs index create` as the table's owner."
-        )
+            return
+        await _clear_record(connection, store, schema, table)
     finally:
         await connection.fetchval(_UNLOCK, key)
+
+
+async def _clear_record(
+    connection: asyncpg.Connection, store: AsyncPGVectorStore, schema: str, table: str
+) -> bool:
+    """Under the exclusive ingest lock (held by the caller): remove the record when the index
+    is valid. Whether the index is valid. A failure to write the comment (COMMENT needs the
+    table's owner) is said, not raised: the index is what matters, and it is valid; the record
+    only costs the next command a look."""
+    if not (await store.index_status()).usable:
+        return False
+    try:
+        await _change_comment(connection, schema, table, without_due)
+    except (PGVSError, asyncpg.PostgresError) as exc:
+        warn(
+            f"{schema}.{table}: its index is valid, but the record an interrupted `pgvs ingest` "
+            f"left in the table's comment could not be removed ({exc}); any pgvs command run "
+            "by the table's owner removes it"
+        )
+    return True
 
 
 class IngestGuard:
@@ -299,7 +310,7 @@ class IngestGuard:
         if not await connection.fetchval(_TRY_EXCLUSIVE, self.key):
             return  # another ingest is alive: the last one out removes the record
         try:
-            if not await _clear_if_valid(connection, self.store, self.schema, self.table):
+            if not await _clear_record(connection, self.store, self.schema, self.table):
                 warn(
                     f"{self.schema}.{self.table} has no valid index: the next pgvs command "
                     "rebuilds it"

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import click
 
 from ..errors import IngestError, PGVSError, ValidationError
@@ -201,7 +202,7 @@ def ingest(
             try:
                 await guard.after_load(None)  # the store rebuilt an index it dropped; resume: here
                 await guard.finish()
-            except PGVSError as rebuild:  # the load's own error is the one to report
+            except (PGVSError, asyncpg.PostgresError) as rebuild:  # the load's error is the one
                 warn(f"the index was not rebuilt: {rebuild} (the next pgvs command rebuilds it)")
             raise _explain(exc, source) from None
         finally:

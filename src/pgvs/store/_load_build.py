@@ -128,7 +128,10 @@ async def load_then_build(
             await _rebuild(indexes, params)  # the committed rows get their index, then the error
         raise
     except BaseException:  # cancelled: no waiting here; the background build takes over
-        if params is not None:
+        # Only a store that builds automatically: with build_after_load=True on any other
+        # store the caller (pgvs ingest's record) restores the index, and a background build
+        # that close() would cancel at once could only leave an INVALID index behind.
+        if params is not None and indexes.ctx.config.auto_create_index:
             indexes.kick()
         raise
     if params is None:

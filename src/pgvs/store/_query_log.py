@@ -3,9 +3,11 @@ background to the store's side table, for ``tune(queries="recent")``. The statem
 reasons are in :mod:`pgvs.query_log`.
 
 Invariants:
-- Recording never fails or slows a search beyond a copy of its vector: the search path only
-  appends to a bounded in-memory buffer; a write runs as a background task, one at a time, and
-  a write that fails is logged and its entries dropped (the log is a sample, not a ledger).
+- Recording never fails a search, and costs it a copy of its vector: the search path only
+  appends to a bounded in-memory buffer, once the search is answered; a write runs as a
+  background task, one at a time, only when a pooled connection is free (else the entries wait
+  for the next try), and a write that fails is logged and its entries dropped (the log is a
+  sample, not a ledger).
 - Memory is bounded: the buffer keeps at most ``query_log`` entries, the newest.
 - The table keeps each domain's newest ``query_log`` entries across every process writing it.
 - ``close()`` writes what is buffered; ``tune(queries="recent")`` does first, so a store tunes
@@ -46,7 +48,8 @@ async def prepare_query_log(connection: asyncpg.Connection, ctx: StoreContext) -
         if not config.auto_create_table:
             raise SchemaMismatchError(
                 f"query_log={config.query_log} but the query log table {table} does not exist",
-                hint="Initialize once with auto_create_table=True, or set query_log=0.",
+                hint="A store opened with query_log=N and auto_create_table=True (as the "
+                "application serving the searches would be) creates it; or set query_log=0.",
             )
         vector_type = ctx.sql.vector_sql_type
         for statement in ql.create_statements(config.schema, config.table_name, vector_type):
@@ -95,7 +98,10 @@ class QueryLog:
 
     async def _write_in_background(self) -> None:
         try:
-            await self._write_buffered()
+            # Never make a search wait for a connection: with none free, the entries stay
+            # buffered (the newest ``query_log``) for the next try, close() or tune().
+            if self.session.pool.free():
+                await self._write_buffered()
         except Exception as exc:  # a sample lost, never a search failed
             logger.warning("query log: could not write to %s: %s", self.table, exc)
         finally:

@@ -60,6 +60,13 @@ class Reader:
         self.log = log if log is not None and log.enabled else None
         self._plain_sql: dict[tuple[int, bool, bool], str] = {}
 
+    def answered(self, value: Any) -> None:
+        """Log a query once its search has been answered: a try that failed (and may be
+        retried, here or on the primary after a replica) is not logged, so no query counts
+        twice and no refused one counts at all."""
+        if self.log is not None:
+            self.log.record(value)
+
     async def count(self, filter: Mapping[str, Any] | None) -> int:
         ctx = self.ctx
         compiled = ctx.compile(filter, ctx.sql.first_param())
@@ -196,8 +203,6 @@ class Reader:
         check_k(k)
         ctx = self.ctx
         value = ctx.query_value(query)
-        if self.log is not None:
-            self.log.record(value)
         if self._needs_plan(k, filter, ef_search, probes, exact):
             route = None if exact else self.indexes.route(filter)
             plan = self.plan(k, filter, ef_search, probes, exact, route)
@@ -213,6 +218,7 @@ class Reader:
                 rows = await fetch(sql, value, ctx.domain)
             else:
                 rows = await fetch(sql, value)
+        self.answered(value)
         to_result = ctx.row_to_result
         results = [to_result(row, include_metadata, include_vectors) for row in rows]
         if min_score is not None:
@@ -236,8 +242,6 @@ class Reader:
         values = ctx.query_values(queries)
         if not values:
             return []
-        if self.log is not None:
-            self.log.record_many(values)
         route = None if exact else self.indexes.route(filter)
         plan = self.plan(k, filter, ef_search, probes, exact, route)
         compiled = ctx.compile(filter, ctx.sql.search_params_start())
@@ -251,6 +255,8 @@ class Reader:
         )
         args = (values, k, *ctx.domain_args(), *params)
         rows = await self.session.fetch_with_settings(plan.settings, sql, *args)
+        if self.log is not None:
+            self.log.record_many(values)  # (as answered(), for each)
         grouped: list[list[SearchResult]] = [[] for _ in values]
         for row in rows:
             hit = ctx.row_to_result(row, include_metadata, include_vectors)

@@ -108,8 +108,6 @@ class Strategies:
             candidates=candidates,
         )
         value = ctx.query_value(query)
-        if self.reader.log is not None:
-            self.reader.log.record(value)
         plan = self.reader.plan(per_leg, filter, ef_search, None, False)
         first = ctx.sql.search_params_start()
         compiled = ctx.compile(filter, first) if filter else None
@@ -139,6 +137,7 @@ class Strategies:
             *((float(rrf_k),) if fusion == "rrf" else ()),
         )
         rows = await self.session.fetch_with_settings(plan.settings, statement, *args)
+        self.reader.answered(value)
         results = []
         for row in rows:
             hit = ctx.row_to_result(row, include_metadata, include_vectors)
@@ -163,8 +162,6 @@ class Strategies:
         check_k(k)
         check_mmr(k, fetch_k, lambda_mult)
         value = ctx.query_value(query)
-        if self.reader.log is not None:
-            self.reader.log.record(value)
         query_vector = _rows.vectors_to_matrix(
             [query], ctx.config.dimensions, half=False, what="query"
         )[0]
@@ -172,6 +169,7 @@ class Strategies:
         statement, params = self.reader.statement(filter, True, True, plan.resort)
         args = (value, fetch_k, *ctx.domain_args(), *params)
         rows = await self.session.fetch_with_settings(plan.settings, statement, *args)
+        self.reader.answered(value)
         if not rows:
             return []
         vectors: npt.NDArray[Any] = np.stack([np.asarray(row["embedding"]) for row in rows])
