@@ -159,6 +159,23 @@ async def test_a_large_ingest_leaves_the_table_analyzed(
         )
 
 
+async def test_a_small_addition_to_a_large_analyzed_table_keeps_its_statistics(
+    pg_dsn: str, table_name: str, raw_conn: asyncpg.Connection
+) -> None:
+    rng = np.random.default_rng(5)
+    async with AsyncPGVectorStore(
+        connection_string=pg_dsn, dimensions=3, table_name=table_name, index_type="none"
+    ) as store:
+        first = await store.ingest(rng.normal(size=(12_000, 3)))
+        assert first.details["analyze"] > 0  # no statistics yet
+        small = await store.ingest(rng.normal(size=(1_000, 3)))  # < 10 % of 12,000
+        assert "analyze" not in small.details
+        large = await store.ingest(rng.normal(size=(2_000, 3)))  # > 10 % of 12,000
+        assert large.details["analyze"] > 0
+        reltuples = "SELECT reltuples FROM pg_class WHERE relname = $1"
+        assert await raw_conn.fetchval(reltuples, table_name) == 15_000
+
+
 async def test_reads_survive_terminated_pool_connections(
     pg_dsn: str, table_name: str, raw_conn: asyncpg.Connection
 ) -> None:
