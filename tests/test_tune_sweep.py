@@ -144,6 +144,31 @@ def test_a_point_summarises_recall_and_latency() -> None:
 
 
 @pytest.mark.parametrize(
+    ("recalls", "margin"),
+    [
+        ([0.9], 0.0),  # one query: no spread to measure
+        ([1.0, 1.0, 1.0], 0.0),  # no spread
+        ([1.0, 0.0], 1.96 * (0.5**0.5) / (2**0.5)),  # stdev 0.7071 over 2 queries
+        ([1.0] * 50 + [0.0] * 50, 1.96 * (0.25 * 100 / 99) ** 0.5 / 10),
+        ([1.0] * 200 + [0.0] * 200, 1.96 * (0.25 * 400 / 399) ** 0.5 / 20),  # 4x queries: 1/2
+    ],
+)
+def test_a_points_recall_margin_is_its_95_percent_interval(
+    recalls: list[float], margin: float
+) -> None:
+    point = measure_point(10, list(recalls), [1.0] * len(recalls))
+    assert point.recall_margin == pytest.approx(margin)
+
+
+def test_the_report_states_the_margin_of_the_chosen_recall() -> None:
+    points, done = _points({10: 0.9, 20: 0.96})
+    points[1] = TunePoint(20, 0.96, 0.8, 0.2, 0.4, recall_margin=0.018)
+    table = str(_report(points, done))
+    assert "recall 0.960 ± 0.018 (95 %, over 100 queries)" in table
+    assert "may get 0.942 to 0.978" in table
+
+
+@pytest.mark.parametrize(
     ("arguments", "message"),
     [
         ((0, 10, 200, None), "target_recall must be a number in (0, 1]"),

@@ -269,6 +269,9 @@ class TunePoint:
 
     ``recall`` is the mean recall@k, ``p05_recall`` the recall the worst 5 % of queries stay
     under; ``p50_ms``/``p95_ms`` the median and 95th percentile of one search's server round trip.
+    ``recall_margin``: the half-width of a 95 % confidence interval of ``recall`` as a mean over
+    these queries (1.96 standard errors; 0 for one query): other queries drawn like them may get
+    ``recall`` ± this. More queries narrow it.
     """
 
     setting: int
@@ -276,6 +279,7 @@ class TunePoint:
     p05_recall: float
     p50_ms: float
     p95_ms: float
+    recall_margin: float = 0.0
 
 
 _PLOT_FORMATS = (".png", ".svg", ".pdf")
@@ -367,6 +371,13 @@ class TuneReport:
                 f"p50 {point.p50_ms:.3f} ms, {speed:.1f}x the exact scan's speed; "
                 f"within {self.step} of the smallest setting reaching the target)"
             )
+            if point.recall_margin > 0:
+                lines.append(
+                    f"recall {point.recall:.3f} ± {point.recall_margin:.3f} (95 %, over "
+                    f"{self.queries} queries): other queries like these may get "
+                    f"{max(point.recall - point.recall_margin, 0):.3f} to "
+                    f"{min(point.recall + point.recall_margin, 1):.3f}"
+                )
         elif point is not None:
             lines.append(
                 f"target not reached: best recall {point.recall:.3f} at "

@@ -170,13 +170,22 @@ def measure_point(
     scored = [r for r in recalls if r is not None]
     if not scored:  # no query had an exact answer: nothing was missed
         scored = [1.0]
+    mean = sum(scored) / len(scored)
+    margin = 0.0
+    if len(scored) > 1:  # the sampling noise of the mean: how far other such queries may land
+        variance = sum((r - mean) ** 2 for r in scored) / (len(scored) - 1)
+        margin = _Z95 * math.sqrt(variance / len(scored))
     return TunePoint(
         setting=setting,
-        recall=sum(scored) / len(scored),
+        recall=mean,
         p05_recall=quantile(scored, 0.05),
         p50_ms=quantile(latencies_ms, 0.5),
         p95_ms=quantile(latencies_ms, 0.95),
+        recall_margin=margin,
     )
+
+
+_Z95 = 1.96  # two-sided 95 % of a normal distribution: the mean of many per-query recalls
 
 
 def bisection_step(low: int) -> int:
