@@ -248,6 +248,10 @@ class Replicas:
     def _probe_ended(self, index: int, task: asyncio.Task[None]) -> None:
         if self._probes.get(index) is task:
             del self._probes[index]
+        if not task.cancelled() and task.exception() is not None:  # (a bug: _probe catches all)
+            logger.error(
+                "a read replica health probe failed: %s", redact_dsn(repr(task.exception()))
+            )
 
     async def _probe(self, index: int) -> None:
         """One health probe of replica ``index``, bounded; its end goes to the rotation."""
