@@ -26,6 +26,7 @@ read runs on the primary. ``"eventual"`` reads whatever the replica has.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -34,7 +35,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from ..errors import PoolTimeoutError, connection_lost, redact_dsn
+from ..errors import PoolTimeoutError, StoreClosedError, connection_lost, redact_dsn
 from ..scale import ReplicaRotation
 from ._context import StoreContext
 from ._index_manager import IndexManager
@@ -383,9 +384,15 @@ class Replicas:
     async def close(self) -> None:
         """Cancel the running probes and wait for them to end (none outlives the store), then
         close the replicas' pools. A store opened again verifies every replica afresh."""
+        if not self.enabled:
+            return
         if self.primary.session.is_open:
-            self._closed_on = self.primary.session.pool
-        probes = list(self._probes.values())
+            # (After fork() the pool refuses to be looked at; no probe can start there anyway.)
+            with contextlib.suppress(StoreClosedError):
+                self._closed_on = self.primary.session.pool
+        # Probes of another loop (the parent's, in a forked child) are only forgotten.
+        loop = asyncio.get_running_loop()
+        probes = [task for task in self._probes.values() if task.get_loop() is loop]
         for task in probes:
             task.cancel()
         await asyncio.gather(*probes, return_exceptions=True)
