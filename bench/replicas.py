@@ -12,8 +12,10 @@ queries cycled.
 - ``qps_primary`` / ``qps_replica``: searches per second with ``--tasks`` concurrent tasks for
   ``--seconds``, median of ``--runs`` runs, the cases interleaved. ``primary`` is a store
   without ``read_replicas``; ``replica`` is a store with the replica (its reads all go there);
-  ``routed_to_primary`` lists the primary itself as its replica (``eventual``): the same
-  servers as ``primary`` with the routing added, i.e. the routing's own cost.
+  ``routed_to_primary`` lists the primary itself as its replica (``eventual``): its health probe
+  finds no standby, so every read goes through the routing to the primary: the same server as
+  ``primary`` with the routing added, i.e. the routing's own cost. Each store's replica is
+  admitted by its health probe (in the background) before anything is timed.
 - Read-your-writes: ``--writes`` times, ``add_vectors`` of one row then ``get_vectors`` of it.
   ``ryw_wait_p50_ms``: the median wait for the replica to replay the write (the store's own
   ``read_routing.wait_p50``); ``write_read_p50_ms``: the median of the write + read pair with
@@ -89,6 +91,16 @@ async def _write_read(store: AsyncPGVectorStore, dim: int, writes: int) -> tuple
     return times, stale
 
 
+async def _probed(store: AsyncPGVectorStore) -> None:
+    """Start the store's replica health probe (a read) and wait until it has ended."""
+    await store.count()
+    for _ in range(6000):
+        if store.read_routing.probes:
+            return
+        await asyncio.sleep(0.01)
+    raise RuntimeError("a replica health probe did not end within 60 s")
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     data = _data_dir()
     base, queries = _read_vecs(data / "base.fvecs"), _read_vecs(data / "query.fvecs")
@@ -119,6 +131,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ):
             progress(f"loading {len(base)} rows (HNSW index, built as they arrive)")
             await alone.ingest(base)
+            for store in (routed, eventual, control):
+                await _probed(store)
+            assert routed.read_routing.replicas_up
+            assert eventual.read_routing.replicas_up
+            assert control.read_routing.replicas_down  # the primary is no standby
             await routed.add_vectors(base[:1], ids=None)  # a write of its own: waits for replay
             assert await routed.count() == len(base) + 1
             assert routed.read_routing.replica_reads == 1

@@ -24,7 +24,6 @@ from pgvs import (
 )
 from pgvs.scale import (
     CITUS_DISTRIBUTE,
-    ReplicaRotation,
     create_partition_sql,
     distribute_args,
     partition_name,
@@ -298,19 +297,6 @@ def test_partition_names_are_distinct_short_and_quoted() -> None:
 def test_the_citus_statement() -> None:
     assert CITUS_DISTRIBUTE == "SELECT create_distributed_table($1, $2)"
     assert distribute_args('"public"."docs"', "domain_id") == ('"public"."docs"', "domain_id")
-
-
-def test_replica_rotation_round_robin_skips_failed_until_the_retry_time() -> None:
-    rotation = ReplicaRotation(3, retry_after=10)
-    assert [rotation.pick(0) for _ in range(4)] == [0, 1, 2, 0]
-    rotation.failed(1, now=0)
-    assert [rotation.pick(1) for _ in range(4)] == [2, 0, 2, 0]
-    assert rotation.is_down(1, 9.9)
-    assert not rotation.is_down(1, 10)
-    rotation.failed(0, now=5)
-    rotation.failed(2, now=5)
-    assert rotation.pick(9) is None  # all down: the primary answers
-    assert rotation.pick(10) == 1  # the first one's retry time has come
 
 
 async def test_tune_measures_a_tenants_own_index(pg_dsn: str, table_name: str) -> None:

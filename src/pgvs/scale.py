@@ -24,6 +24,7 @@ __all__ = [
     "Consistency",
     "PartitionBy",
     "ReplicaRotation",
+    "ReplicaState",
     "check_replicas",
     "create_partition_sql",
     "distribute_args",
@@ -34,6 +35,7 @@ __all__ = [
 
 Consistency = Literal["read_your_writes", "eventual"]
 PartitionBy = Literal["domain"]
+ReplicaState = Literal["unverified", "up", "down"]
 CONSISTENCIES: tuple[Consistency, ...] = ("read_your_writes", "eventual")
 _PARTITION_KEYS = ("domain",)
 _DSN_SCHEMES = ("postgresql://", "postgres://")
@@ -66,32 +68,72 @@ def check_replicas(value: object) -> tuple[str, ...]:
 
 
 class ReplicaRotation:
-    """Round-robin over replicas, skipping the ones that failed until ``retry_after`` seconds
-    have passed (then one read tries again; a success makes it healthy). The clock is the
-    caller's (``now`` in seconds), so the rules are testable without waiting."""
+    """Which replica a read goes to, and when each replica is due a health probe.
 
-    __slots__ = ("_down_until", "_next", "retry_after")
+    A replica is ``"unverified"`` (never seen answering: the state every replica starts in),
+    ``"up"`` or ``"down"``. Reads go round-robin to the ones that are up, never to the others:
+    a replica enters the rotation only when a health probe (run in the background by the
+    caller) has seen it answer as a standby. A failed probe, or a read whose connection failed,
+    makes it down; its next probe is due ``retry_after`` seconds later. A read that timed out
+    on it makes it down with a probe due at once (a slow query or a hung server: the probe,
+    bounded, tells which). At most one probe per replica at a time: :meth:`probes_due` marks
+    what it returns as probing until :meth:`probe_done`. The clock is the caller's (``now`` in
+    seconds), so the rules are testable without waiting."""
+
+    __slots__ = ("_due", "_next", "_probing", "_state", "retry_after")
 
     def __init__(self, count: int, retry_after: float) -> None:
-        self._down_until = [0.0] * count
+        self._state: list[ReplicaState] = ["unverified"] * count
+        self._due = [0.0] * count  # when the next probe may start (a replica not up)
+        self._probing = [False] * count
         self._next = 0
         self.retry_after = retry_after
 
-    def pick(self, now: float) -> int | None:
-        """The next replica to read from (None: every one is down; read the primary)."""
-        count = len(self._down_until)
+    def pick(self) -> int | None:
+        """The next replica that is up (None: none is; read the primary)."""
+        count = len(self._state)
         for step in range(count):
             index = (self._next + step) % count
-            if self._down_until[index] <= now:
+            if self._state[index] == "up":
                 self._next = (index + 1) % count
                 return index
         return None
 
-    def failed(self, index: int, now: float) -> None:
-        self._down_until[index] = now + self.retry_after
+    def probes_due(self, now: float) -> list[int]:
+        """The replicas to probe now (each marked probing until :meth:`probe_done`)."""
+        due = [
+            index
+            for index, state in enumerate(self._state)
+            if state != "up" and not self._probing[index] and self._due[index] <= now
+        ]
+        for index in due:
+            self._probing[index] = True
+        return due
 
-    def is_down(self, index: int, now: float) -> bool:
-        return self._down_until[index] > now
+    def probe_done(self, index: int, ok: bool, now: float) -> None:
+        """A probe of ``index`` ended: it answered as a standby (``ok``: up), or not."""
+        self._probing[index] = False
+        if ok:
+            self._state[index] = "up"
+        else:
+            self._state[index] = "down"
+            self._due[index] = now + self.retry_after
+
+    def failed(self, index: int, now: float) -> None:
+        """A read found the replica's connection refused or lost."""
+        self._state[index] = "down"
+        self._due[index] = now + self.retry_after
+
+    def suspect(self, index: int, now: float) -> None:
+        """A read timed out on the replica: out of the rotation, a probe due at once."""
+        self._state[index] = "down"
+        self._due[index] = now
+
+    def state(self, index: int) -> ReplicaState:
+        return self._state[index]
+
+    def probing(self, index: int) -> bool:
+        return self._probing[index]
 
 
 # -- partitions and Citus ------------------------------------------------------------------------
