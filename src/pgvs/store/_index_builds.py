@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 
 import asyncpg
@@ -229,6 +229,20 @@ class BuildRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         emit(IndexProgress("done", 100.0, elapsed=loop.time() - started))
+
+    @contextlib.asynccontextmanager
+    async def dedicated(self) -> AsyncIterator[asyncpg.Connection]:
+        """A dedicated connection for a build (never a pooled one: a build outlives any
+        pool timeout): :meth:`abandon`-ed when the block is interrupted, closed in any case."""
+        connection = await self.session.connect_dedicated()
+        try:
+            yield connection
+        except BaseException:
+            await self.abandon(connection)
+            raise
+        finally:
+            if not connection.is_closed():
+                await connection.close()
 
     async def abandon(self, connection: asyncpg.Connection) -> None:
         """End a dedicated connection whose build was interrupted (cancelled, or an error).

@@ -68,8 +68,7 @@ class IndexOperations(IndexCatalog):
             )
         spec = self.index_spec(index_type, params, rows=0, name=name)  # refuse before I/O
         comment = predicate.comment(spec.index_type, spec.quantization) if predicate else None
-        connection = await self.session.connect_dedicated()
-        try:
+        async with self.builds.dedicated() as connection:
             if not await self.builds.lock(connection, wait=wait):
                 return None
             status, recorded = next(
@@ -159,12 +158,6 @@ class IndexOperations(IndexCatalog):
             self.ann = True
             await self.refresh_session(connection)
             return await self.status_of(connection, name)
-        except BaseException:
-            await self.builds.abandon(connection)
-            raise
-        finally:
-            if not connection.is_closed():
-                await connection.close()
 
     async def create_index(
         self,
@@ -226,8 +219,7 @@ class IndexOperations(IndexCatalog):
         settings = planning.build_settings(
             self.ctx.config, maintenance_work_mem, max_parallel_maintenance_workers
         )
-        connection = await self.session.connect_dedicated()
-        try:
+        async with self.builds.dedicated() as connection:
             await self.builds.lock(connection, wait=True)
             statuses = [s for s in await self.read_statuses(connection) if s.exists]
             statuses += [s for s in await self.read_indexes(connection) if s.where is not None]
@@ -250,9 +242,3 @@ class IndexOperations(IndexCatalog):
                 )
             await self.refresh_session(connection)
             return await self.status_of(connection, statuses[0].name)
-        except BaseException:
-            await self.builds.abandon(connection)
-            raise
-        finally:
-            if not connection.is_closed():
-                await connection.close()
