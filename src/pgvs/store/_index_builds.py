@@ -50,22 +50,31 @@ async def read_catalog(
     found = []
     for row in await connection.fetch(ctx.sql.VECTOR_INDEX_LIST_QUERY, ctx.sql.table_text):
         recorded = partial.parse_comment(row["comment"]) if row["predicate"] else None
-        status = IndexStatus(
-            name=row["name"],
-            exists=True,
-            valid=bool(row["valid"]),
-            index_type=row["method"],
-            params=ix.parse_reloptions(row["reloptions"]),
-            size_bytes=int(row["size_bytes"]),
-            opclass=row["opclass"],
-            definition=row["definition"],
-            building=bool(row["building"]),
+        status = status_of_row(
+            row,
             predicate=row["predicate"],
             where=(recorded.get("where") or {}) if recorded else None,
             domain=recorded.get("domain") if recorded else None,
         )
         found.append((status, recorded))
     return found
+
+
+def status_of_row(row: Any, **partial_fields: Any) -> IndexStatus:
+    """An existing index's status from a row of the catalog queries (``_statements``' index
+    queries share these columns); ``partial_fields``: a partial index's predicate and record."""
+    return IndexStatus(
+        name=row["name"],
+        exists=True,
+        valid=bool(row["valid"]),
+        index_type=row["method"],
+        params=ix.parse_reloptions(row["reloptions"]),
+        size_bytes=int(row["size_bytes"]),
+        opclass=row["opclass"],
+        definition=row["definition"],
+        building=bool(row["building"]),
+        **partial_fields,
+    )
 
 
 class BuildRunner:

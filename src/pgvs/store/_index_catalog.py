@@ -24,7 +24,7 @@ from ..errors import ConfigurationError, ValidationError
 from ..results import IndexStatus
 from ..scale import partition_name
 from ._context import StoreContext
-from ._index_builds import read_catalog
+from ._index_builds import read_catalog, status_of_row
 from ._session import Session
 
 __all__ = ["IndexCatalog"]
@@ -89,19 +89,7 @@ class IndexCatalog:
             if row is None:
                 statuses.append(IndexStatus(name=name, exists=False))
                 continue
-            statuses.append(
-                IndexStatus(
-                    name=name,
-                    exists=True,
-                    valid=bool(row["valid"]),
-                    index_type=row["method"],
-                    params=ix.parse_reloptions(row["reloptions"]),
-                    size_bytes=int(row["size_bytes"]),
-                    opclass=row["opclass"],
-                    definition=row["definition"],
-                    building=bool(row["building"]),
-                )
-            )
+            statuses.append(status_of_row(row))
         return statuses
 
     async def read_indexes(self, connection: Any) -> list[IndexStatus]:
